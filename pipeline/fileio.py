@@ -1,0 +1,150 @@
+"""Atomic file writes and strict image reading shared by every stage.
+
+Every output goes through a temporary sibling and ``os.replace`` so an interrupted stage never leaves a file that
+looks finished; every image read names the file when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "ImageReadError",
+    "atomic_dir",
+    "atomic_path",
+    "read_image",
+    "read_image16",
+    "write_image",
+    "write_image16",
+    "write_json",
+    "write_text",
+]
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, unreadable, truncated or of an unexpected kind; the message names the file."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; on success it replaces ``path`` whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write pretty JSON atomically (what DVC metrics files and reports use)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such image file")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    img = cv2.imdecode(data, flags)
+    if img is None:
+        raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    if path.suffix.lower() == ".png" and not data[-12:].tobytes().endswith(b"IEND\xaeB`\x82"):
+        raise ImageReadError(f"{path}: truncated PNG (no IEND chunk)")
+    if path.suffix.lower() in (".jpg", ".jpeg") and not data[-2:].tobytes() == b"\xff\xd9":
+        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker)")
+    return img
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an 8-bit image as an RGB ``uint8`` array of shape (H, W, 3); gray images are expanded to three channels."""
+    path = Path(path)
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.dtype != np.uint8:
+        raise ImageReadError(f"{path}: expected an 8-bit image, got {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img)
+
+
+def read_image16(path: str | os.PathLike) -> np.ndarray:
+    """Read a 16-bit RGB PNG written by :func:`write_image16` as float32 in [0, 1], shape (H, W, 3)."""
+    path = Path(path)
+    img = _decode(path, cv2.IMREAD_UNCHANGED)
+    if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
+        raise ImageReadError(f"{path}: expected a 16-bit RGB PNG, got dtype {img.dtype} shape {img.shape}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 65535.0
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, *, jpeg_quality: int | None = None) -> None:
+    """Write an RGB ``uint8`` (H, W, 3) array atomically as PNG, or as JPEG when the suffix asks for it."""
+    path = Path(path)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{path}: write_image needs uint8 (H, W, 3), got {img.dtype} {img.shape}")
+    params: list[int] = []
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality if jpeg_quality is not None else 95)]
+    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ValueError(f"{path}: could not encode image")
+    with atomic_path(path) as tmp:
+        buf.tofile(tmp)
+
+
+def write_image16(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write a float RGB image in [0, 1] as a 16-bit PNG atomically (keeps predictions unrounded for ensembling)."""
+    path = Path(path)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{path}: write_image16 needs (H, W, 3), got {img.shape}")
+    q = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(q, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"{path}: could not encode 16-bit PNG")
+    with atomic_path(path) as tmp:
+        buf.tofile(tmp)
