@@ -62,9 +62,9 @@ class SynthConfig:
     test_sequences: int = 6
     frames_per_sequence: int = 20
     subframes: int = 15
-    max_translation: float = 10.0
-    max_rotation_deg: float = 2.0
-    max_zoom: float = 0.03
+    max_translation: float = 22.0  # peak camera speed per axis, frame pixels per frame interval
+    max_rotation_deg: float = 2.0  # peak rotation speed, degrees per frame interval
+    max_zoom: float = 0.03  # peak relative zoom change per frame interval
     gamma: float = 2.2
     jpeg_quality: int = 60
 
@@ -78,6 +78,7 @@ class DataConfig:
     workers: int = 2
     patch_size: int = 256  # sub-image size extracted once for fast training input (0 disables)
     patch_stride: int = 128
+    patch_format: str = "png"  # png (compact) | npy (raw memmap, no decoding; raw-size on disk)
     contact_sheet_pairs: int = 4
     synth: SynthConfig = field(default_factory=SynthConfig)
 
@@ -161,6 +162,7 @@ class EnsembleConfig:
     weights: tuple[float, ...] = ()  # empty: equal weights
     fit: bool = False
     fit_fraction: float = 0.5  # fraction of val-300 frames used to fit; the rest measures the gain
+    seed: int = 0  # which frames fall in the fit part
 
 
 @dataclass(frozen=True)

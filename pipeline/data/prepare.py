@@ -1,0 +1,162 @@
+"""The data stage: get a REDS tree (synthesize the embedded one, or use a real download), validate and index it,
+extract training patches, and report statistics and a contact sheet.
+
+Outputs (all atomic; on any failure none of them is left looking finished):
+``paths.data/index/{train,val,val300,test300}.csv``, ``paths.data/patches/...``, ``paths.data/stats.json``,
+``paths.metrics/data.json`` (same statistics) and ``paths.plots/data_contact_sheet.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from pipeline.config import DataConfig, PathsConfig
+from pipeline.data.patches import extract_patches
+from pipeline.data.reds import index_reds
+from pipeline.data.synth import manifest_matches, synthesize_reds
+from pipeline.fileio import atomic_dir, read_image, write_image, write_json
+
+__all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare"]
+
+METRICS = "data.json"
+CONTACT_SHEET = "data_contact_sheet.png"
+_TILE_WIDTH = 320
+
+
+def _pair_scores(blur_path: str, sharp_path: str) -> tuple[float, float]:
+    from pipeline.metrics import psnr, ssim
+
+    blur, sharp = read_image(blur_path), read_image(sharp_path)
+    return psnr(blur, sharp), ssim(blur, sharp)
+
+
+def input_scores(table: pd.DataFrame, *, workers: int = 2) -> dict:
+    """Mean PSNR / SSIM (RGB, no border crop, BasicSR SSIM) of the blurry frames against the sharp ones."""
+    pairs = table[["blur_path", "sharp_path"]].astype(str).values.tolist()
+    if not pairs:
+        raise ValueError("input_scores: the frame table is empty")
+    jobs = Parallel(n_jobs=workers, return_as="generator")(delayed(_pair_scores)(b, s) for b, s in pairs)
+    scores = np.array(list(tqdm(jobs, total=len(pairs), desc="input PSNR/SSIM", unit="frame", disable=None)))
+    return {"psnr": float(scores[:, 0].mean()), "ssim": float(scores[:, 1].mean()), "frames": len(pairs)}
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    strip = np.full((22, img.shape[1], 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([strip, img])
+
+
+def contact_sheet(table: pd.DataFrame, pairs: int) -> np.ndarray:
+    """An RGB uint8 grid of ``pairs`` (blurry | sharp) rows spread over ``table``, labelled with name and PSNR."""
+    from pipeline.metrics import psnr
+
+    if table.empty or pairs < 1:
+        raise ValueError(f"contact_sheet: need a non-empty table and pairs >= 1, got {len(table)} rows, {pairs}")
+    picks = np.unique(np.linspace(0, len(table) - 1, min(pairs, len(table))).round().astype(int))
+    rows = []
+    for i in picks:
+        r = table.iloc[int(i)]
+        blur, sharp = read_image(r["blur_path"]), read_image(r["sharp_path"])
+        score = psnr(blur, sharp)
+        h = round(blur.shape[0] * _TILE_WIDTH / blur.shape[1])
+        blur_t = cv2.resize(blur, (_TILE_WIDTH, h), interpolation=cv2.INTER_AREA)
+        sharp_t = cv2.resize(sharp, (_TILE_WIDTH, h), interpolation=cv2.INTER_AREA)
+        gap = np.full((h + 22, 4, 3), 255, np.uint8)
+        rows.append(
+            np.hstack([_label(blur_t, f"{r['name']} blurry+JPEG  {score:.2f} dB"), gap, _label(sharp_t, "sharp")])
+        )
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.vstack(rows)
+
+
+def _remove_outputs(paths: PathsConfig) -> None:
+    """Delete this stage's previous outputs first, so a failed run cannot leave stale ones that look current."""
+    shutil.rmtree(paths.data, ignore_errors=True)
+    for f in (Path(paths.metrics) / METRICS, Path(paths.plots) / CONTACT_SHEET):
+        f.unlink(missing_ok=True)
+
+
+def _nested(inner: Path, outer: Path) -> Path | None:
+    """``inner`` relative to ``outer`` when it lies inside it, else None."""
+    inner, outer = inner.resolve(), outer.resolve()
+    return inner.relative_to(outer) if inner.is_relative_to(outer) and inner != outer else None
+
+
+def _rebase(tables: dict[str, pd.DataFrame], built: Path, final: Path) -> dict[str, pd.DataFrame]:
+    """Rewrite paths under ``built`` (a temporary build folder) to where they live after the rename, ``final``."""
+    prefix, n = str(final), len(str(built))
+    out = {}
+    for split, table in tables.items():
+        table = table.copy()
+        for col in ("blur_path", "sharp_path"):
+            table[col] = [prefix + p[n:] if p else p for p in table[col]]
+        out[split] = table
+    return out
+
+
+def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
+    """Run the data stage and return its statistics (also written to ``paths.metrics/data.json``).
+
+    With ``source=synthetic`` the tree is rendered into ``paths.synthetic_reds``; when that lies inside
+    ``paths.data`` it is rebuilt with it (same atomic rename), otherwise it is reused while its manifest matches.
+    """
+    data_dir = Path(paths.data)
+    synth_root = Path(paths.synthetic_reds)
+    nested = _nested(synth_root, data_dir) if cfg.source == "synthetic" else None
+    _remove_outputs(paths)
+    root = synth_root if cfg.source == "synthetic" else Path(cfg.root)
+    if cfg.source == "synthetic" and nested is None and not manifest_matches(cfg.synth, synth_root):
+        synthesize_reds(cfg.synth, synth_root, workers=cfg.workers)
+    with atomic_dir(data_dir) as tmp:
+        built = root
+        if nested is not None:
+            built = synthesize_reds(cfg.synth, tmp / nested, workers=cfg.workers)
+        tables = index_reds(built, workers=cfg.workers)
+        if tables["val300"].empty:
+            raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
+        (tmp / "index").mkdir()
+        for split, table in _rebase(tables, built, root).items():
+            table.to_csv(tmp / "index" / f"{split}.csv", index=False)
+        patches = 0
+        if cfg.patch_size > 0:
+            patch_index = extract_patches(
+                tables["train"],
+                tmp / "patches",
+                patch_size=cfg.patch_size,
+                stride=cfg.patch_stride,
+                fmt=cfg.patch_format,
+                workers=cfg.workers,
+                final_dir=data_dir / "patches",
+            )
+            patches = len(patch_index)
+        val300 = tables["val300"]
+        stats = {
+            "source": cfg.source,
+            "root": str(root),
+            "frame_height": int(val300["height"].iloc[0]),
+            "frame_width": int(val300["width"].iloc[0]),
+            "counts": {
+                "train_sequences": int(tables["train"]["seq"].nunique()),
+                "train": len(tables["train"]),
+                "val_sequences": int(tables["val"]["seq"].nunique()),
+                "val": len(tables["val"]),
+                "val300": len(val300),
+                "test300": len(tables["test300"]),
+                "patches": patches,
+            },
+            "patch": {"size": cfg.patch_size, "stride": cfg.patch_stride, "format": cfg.patch_format},
+            "input": input_scores(val300, workers=cfg.workers),
+        }
+        sheet = contact_sheet(val300, cfg.contact_sheet_pairs)
+        write_json(tmp / "stats.json", stats)
+    write_json(Path(paths.metrics) / METRICS, stats)
+    write_image(Path(paths.plots) / CONTACT_SHEET, sheet)
+    return stats

@@ -1,0 +1,212 @@
+"""REDS (NTIRE 2021 Track 2) indexing, strict validation, and the REDS-val-300 rule.
+
+``index_reds`` walks a REDS tree (``train/train_blur_jpeg``, ``train/train_sharp``, ``val/val_blur_jpeg``,
+``val/val_sharp``, ``test/test_blur_jpeg``), decodes every image in parallel to catch truncation, and either returns
+one table per split or raises a single ``DatasetError`` listing every problem with the offending path, so nothing
+downstream runs on a half-valid data set.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from pipeline.fileio import ImageReadError, read_image
+
+__all__ = [
+    "COLUMNS",
+    "SPLITS",
+    "DatasetError",
+    "index_reds",
+    "is_val300_frame",
+    "read_index",
+    "select_val300",
+]
+
+COLUMNS = ["split", "seq", "frame", "name", "blur_path", "sharp_path", "height", "width"]
+SPLITS = {  # split -> (blurry folder, sharp folder or None)
+    "train": ("train/train_blur_jpeg", "train/train_sharp"),
+    "val": ("val/val_blur_jpeg", "val/val_sharp"),
+    "test": ("test/test_blur_jpeg", None),
+}
+_SEQ = re.compile(r"\d{3}")
+_FRAME = re.compile(r"\d{8}")
+_BLUR_EXT, _SHARP_EXT = ".jpg", ".png"
+
+
+class DatasetError(ValueError):
+    """A data set failed validation; ``problems`` lists every issue, each naming the offending path."""
+
+    def __init__(self, root: str | Path, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{root}: REDS validation found {len(self.problems)} problem(s):\n{lines}")
+
+
+def is_val300_frame(frame: str | int) -> bool:
+    """The REDS-val-300 rule: frames 9, 19, ..., 99 of each sequence (frame index % 10 == 9)."""
+    return int(frame) % 10 == 9
+
+
+def select_val300(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an index table whose frame follows the val-300 rule (also used for the test-300 submission frames)."""
+    return table[table["frame"].map(is_val300_frame)].reset_index(drop=True)
+
+
+def _list_frames(seq_dir: Path, ext: str, problems: list[str]) -> dict[str, Path]:
+    """Frame name -> path for the images in one sequence folder; anything else is a problem (hidden files ignored)."""
+    frames = {}
+    for path in sorted(seq_dir.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_file() and path.suffix == ext and _FRAME.fullmatch(path.stem):
+            frames[path.stem] = path
+        else:
+            problems.append(f"{path}: unexpected entry (expected <8-digit frame>{ext})")
+    return frames
+
+
+def _list_seqs(folder: Path, problems: list[str]) -> dict[str, Path]:
+    seqs = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir() and _SEQ.fullmatch(path.name):
+            seqs[path.name] = path
+        else:
+            problems.append(f"{path}: unexpected entry (expected a 3-digit sequence folder)")
+    return seqs
+
+
+def _pair_split(root: Path, split: str, problems: list[str]) -> list[dict]:
+    """Pair blurry and sharp frames of one split by name; report missing partners, gaps and stray files."""
+    blur_rel, sharp_rel = SPLITS[split]
+    blur_dir = root / blur_rel
+    sharp_dir = root / sharp_rel if sharp_rel else None
+    missing = [d for d in (blur_dir, sharp_dir) if d is not None and not d.is_dir()]
+    for d in missing:
+        problems.append(f"{d}: missing split folder ({split})")
+    if missing:
+        return []
+    blur_seqs = _list_seqs(blur_dir, problems)
+    sharp_seqs = _list_seqs(sharp_dir, problems) if sharp_dir else {}
+    if not blur_seqs:
+        problems.append(f"{blur_dir}: no sequences ({split})")
+    rows = []
+    for seq in sorted(set(blur_seqs) | set(sharp_seqs)):
+        if sharp_dir and seq not in sharp_seqs:
+            problems.append(f"{blur_seqs[seq]}: blurry sequence without sharp sequence {sharp_dir / seq}")
+            continue
+        if seq not in blur_seqs:
+            problems.append(f"{sharp_seqs[seq]}: sharp sequence without blurry sequence {blur_dir / seq}")
+            continue
+        blur = _list_frames(blur_seqs[seq], _BLUR_EXT, problems)
+        sharp = _list_frames(sharp_seqs[seq], _SHARP_EXT, problems) if sharp_dir else {}
+        for frame in sorted(set(blur) - set(sharp)) if sharp_dir else []:
+            problems.append(f"{blur[frame]}: blurry frame without sharp frame {sharp_seqs[seq] / (frame + _SHARP_EXT)}")
+        for frame in sorted(set(sharp) - set(blur)):
+            problems.append(f"{sharp[frame]}: sharp frame without blurry frame {blur_seqs[seq] / (frame + _BLUR_EXT)}")
+        present = sorted(int(f) for f in set(blur) | set(sharp))
+        if not present:
+            problems.append(f"{blur_seqs[seq]}: empty sequence")
+            continue
+        gaps = sorted(set(range(present[-1] + 1)) - set(present))
+        if gaps:
+            shown = ", ".join(f"{g:08d}" for g in gaps[:10]) + (", ..." if len(gaps) > 10 else "")
+            problems.append(f"{blur_seqs[seq]}: frame-name gap, missing {len(gaps)} frame(s): {shown}")
+        for frame in sorted(set(blur) & set(sharp)) if sharp_dir else sorted(blur):
+            rows.append(
+                {
+                    "split": split,
+                    "seq": seq,
+                    "frame": frame,
+                    "name": f"{seq}_{frame}",
+                    "blur_path": str(blur[frame]),
+                    "sharp_path": str(sharp[frame]) if sharp_dir else "",
+                }
+            )
+    return rows
+
+
+def _probe(path: str) -> tuple[str, int, int, str]:
+    """Decode one image fully (catches truncation); returns (path, height, width, error or '')."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+        if mode != "RGB":
+            return path, 0, 0, f"{path}: not an 8-bit RGB image (mode {mode})"
+        img = read_image(path)
+    except ImageReadError as exc:
+        return path, 0, 0, str(exc)
+    except OSError as exc:
+        return path, 0, 0, f"{path}: unreadable image ({exc})"
+    return path, img.shape[0], img.shape[1], ""
+
+
+def _probe_chunk(paths: list[str]) -> list[tuple[str, int, int, str]]:
+    return [_probe(p) for p in paths]
+
+
+def _probe_many(paths: list[str], workers: int) -> dict[str, tuple[int, int, str]]:
+    chunk = max(1, min(64, len(paths) // (4 * max(1, workers)) or 1))
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    results = Parallel(n_jobs=workers, return_as="generator")(delayed(_probe_chunk)(c) for c in chunks)
+    out = {}
+    with tqdm(total=len(paths), desc="validate REDS images", unit="img", disable=None) as bar:
+        for batch in results:
+            for path, h, w, err in batch:
+                out[path] = (h, w, err)
+            bar.update(len(batch))
+    return out
+
+
+def read_index(path: str | Path) -> pd.DataFrame:
+    """Read an index CSV written by the data stage, keeping ``seq``/``frame`` as zero-padded strings."""
+    table = pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str}, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not a REDS index table, missing column(s) {missing}")
+    return table
+
+
+def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]:
+    """Validate a REDS tree and index it: tables ``train``, ``val``, ``val300`` and ``test300`` (columns ``COLUMNS``).
+
+    Every image is decoded (in parallel over ``workers`` processes) so truncated files are caught. All problems are
+    collected and raised together as one ``DatasetError``. Paths keep ``root`` as given (relative stays relative).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(root, [f"{root}: REDS root folder does not exist"])
+    problems: list[str] = []
+    rows = {split: _pair_split(root, split, problems) for split in SPLITS}
+    paths = [r[k] for split_rows in rows.values() for r in split_rows for k in ("blur_path", "sharp_path") if r[k]]
+    probed = _probe_many(paths, workers) if paths else {}
+    for split_rows in rows.values():
+        for r in split_rows:
+            bh, bw, berr = probed[r["blur_path"]]
+            problems.extend(e for e in (berr,) if e)
+            r["height"], r["width"] = bh, bw
+            if r["sharp_path"]:
+                sh, sw, serr = probed[r["sharp_path"]]
+                if serr:
+                    problems.append(serr)
+                elif not berr and (sh, sw) != (bh, bw):
+                    problems.append(
+                        f"{r['blur_path']}: size {bw}x{bh} differs from its sharp frame {r['sharp_path']} ({sw}x{sh})"
+                    )
+    if problems:
+        raise DatasetError(root, problems)
+    tables = {split: pd.DataFrame(split_rows, columns=COLUMNS) for split, split_rows in rows.items()}
+    return {
+        "train": tables["train"],
+        "val": tables["val"],
+        "val300": select_val300(tables["val"]),
+        "test300": select_val300(tables["test"]),
+    }

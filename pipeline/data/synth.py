@@ -1,0 +1,232 @@
+"""Synthetic REDS: a small REDS-like blur + JPEG data set rendered from the photos scikit-image ships.
+
+It follows how REDS was made: a short high-frame-rate clip of a smooth random camera motion (translation, small
+rotation and zoom) is rendered over a sharp photo; the sharp frame is the clip's middle sub-frame; the blurry frame
+averages the clip in linear light (undo the display gamma, average, re-apply) and is then JPEG-compressed. The tree is
+written in exactly the REDS layout and naming, so the real-REDS indexing code reads it unchanged.
+
+Photos used (all colour photographs bundled in the scikit-image wheel, ``skimage.data``; licences as stated in each
+loader's docstring):
+
+- ``astronaut``: Eileen Collins, NASA Great Images; public domain.
+- ``coffee``: coffee cup, Rachel Michetti / Pikolo Espresso Bar; CC0.
+- ``chelsea``: Chelsea the cat, Stefan van der Walt; CC0.
+- ``rocket``: DSCOVR launch on Falcon 9, SpaceX; released into the public domain.
+- ``immunohistochemistry``: IHC-stained colonic glands, CMMI; no known copyright restrictions.
+- ``hubble_deep_field``: Hubble eXtreme Deep Field, NASA; public domain.
+
+Not used: the gray textures (brick, grass, gravel, camera, ...), ``retina`` (too smooth to blur visibly) and the
+Middlebury motorcycle stereo pair (research licence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from pipeline.config import SynthConfig
+from pipeline.fileio import atomic_dir, write_image, write_json
+
+__all__ = ["MANIFEST_NAME", "PHOTOS", "SYNTH_VERSION", "manifest_matches", "render_sequence", "synthesize_reds"]
+
+SYNTH_VERSION = 1  # bump when the rendering changes, so a stored tree with the same config is rebuilt
+MANIFEST_NAME = "manifest.json"
+_SPLITS = {"train": 0, "val": 1, "test": 2}
+_HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-looking trajectories
+
+
+def _photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
+    from skimage import data
+
+    return {
+        "astronaut": data.astronaut,
+        "coffee": data.coffee,
+        "chelsea": data.chelsea,
+        "rocket": data.rocket,
+        "immunohistochemistry": data.immunohistochemistry,
+        "hubble_deep_field": data.hubble_deep_field,
+    }
+
+
+PHOTOS: tuple[str, ...] = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
+
+
+@cache
+def _photo(name: str) -> np.ndarray:
+    """The photo as RGB uint8 (cached per process)."""
+    img = _photo_loaders()[name]()
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"skimage.data.{name}: expected an RGB uint8 photo, got {img.dtype} {img.shape}")
+    return np.ascontiguousarray(img)
+
+
+def _check(cfg: SynthConfig) -> None:
+    for name in ("height", "width"):
+        value = getattr(cfg, name)
+        if value <= 0 or value % 16:
+            raise ValueError(f"data.synth.{name} must be a positive multiple of 16 (HINet input), got {value}")
+    if cfg.subframes < 1 or cfg.subframes % 2 == 0:
+        raise ValueError(f"data.synth.subframes must be odd (the sharp frame is the middle one), got {cfg.subframes}")
+    if cfg.frames_per_sequence < 1:
+        raise ValueError(f"data.synth.frames_per_sequence must be >= 1, got {cfg.frames_per_sequence}")
+    for name in ("train_sequences", "val_sequences", "test_sequences"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"data.synth.{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 1 <= cfg.jpeg_quality <= 100:
+        raise ValueError(f"data.synth.jpeg_quality must be in 1..100, got {cfg.jpeg_quality}")
+    if cfg.gamma <= 0:
+        raise ValueError(f"data.synth.gamma must be positive, got {cfg.gamma}")
+
+
+class _Trajectory:
+    """A smooth random 1-D signal: a sum of sinusoids whose peak rate of change is exactly ``peak`` per frame."""
+
+    def __init__(self, rng: np.random.Generator, peak: float):
+        self.omega = rng.uniform(0.4, 1.2, _HARMONICS)  # rad per frame interval
+        self.phase = rng.uniform(0.0, 2 * math.pi, _HARMONICS)
+        weight = rng.uniform(0.2, 1.0, _HARMONICS)
+        self.amp = peak * weight / weight.sum() / self.omega  # sum(amp * omega) == peak bounds |d/dt|
+        self.amp[~np.isfinite(self.amp)] = 0.0
+
+    def __call__(self, t: float) -> float:
+        return float(np.sum(self.amp * np.sin(self.omega * t + self.phase)))
+
+    @property
+    def extent(self) -> float:
+        return float(np.sum(np.abs(self.amp)))
+
+
+def _sequence_camera(cfg: SynthConfig, rng: np.random.Generator, photo_shape: tuple[int, int]):
+    """Draw one sequence's camera: base scale and centre in the photo plus smooth motion trajectories."""
+    strength = rng.uniform(0.7, 1.0)  # per-sequence motion strength, so blur varies between sequences
+    tx = _Trajectory(rng, cfg.max_translation * strength)
+    ty = _Trajectory(rng, cfg.max_translation * strength)
+    rot = _Trajectory(rng, math.radians(cfg.max_rotation_deg) * strength)
+    zoom = _Trajectory(rng, math.log1p(cfg.max_zoom) * strength)
+    ph, pw = photo_shape
+    h, w = cfg.height, cfg.width
+    # Margin in frame pixels the window may move, including the corners swept by rotation and zoom.
+    radius = 0.5 * math.hypot(h, w)
+    margin = max(tx.extent, ty.extent) + radius * (rot.extent + math.expm1(zoom.extent)) + 2.0
+    scale = min(1.0, pw / (w + 2 * margin), ph / (h + 2 * margin))  # photo pixels per frame pixel (<1 upsamples)
+    free_x = max(0.0, pw - scale * (w + 2 * margin))
+    free_y = max(0.0, ph - scale * (h + 2 * margin))
+    cx = 0.5 * pw + rng.uniform(-0.5, 0.5) * free_x
+    cy = 0.5 * ph + rng.uniform(-0.5, 0.5) * free_y
+    return scale, (cx, cy), (tx, ty, rot, zoom)
+
+
+def _warp_matrix(cfg: SynthConfig, scale: float, center, motion, t: float) -> np.ndarray:
+    """2x3 matrix mapping frame pixel coordinates to photo coordinates at time ``t`` (frame intervals)."""
+    tx, ty, rot, zoom = motion
+    s = scale / math.exp(zoom(t))
+    theta = rot(t)
+    a = s * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    c = np.array([center[0] + scale * tx(t), center[1] + scale * ty(t)])
+    frame_center = np.array([(cfg.width - 1) / 2, (cfg.height - 1) / 2])
+    return np.hstack([a, (c - a @ frame_center)[:, None]])
+
+
+def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Render one sequence as a list of (blurry uint8 before JPEG, sharp uint8) RGB frames; pure and deterministic."""
+    rng = np.random.default_rng([cfg.seed, _SPLITS[split], seq])
+    offset = {"train": 0, "val": 3, "test": 5}[split]  # spreads the photos over the splits
+    name = PHOTOS[(seq + offset) % len(PHOTOS)]
+    photo = _photo(name)
+    if rng.random() < 0.5:
+        photo = photo[:, ::-1]
+    linear = np.power(photo.astype(np.float32) / 255.0, cfg.gamma)
+    scale, center, motion = _sequence_camera(cfg, rng, photo.shape[:2])
+    t0 = rng.uniform(0.0, 100.0)
+    n = cfg.subframes
+    frames = []
+    for k in range(cfg.frames_per_sequence):
+        acc = np.zeros((cfg.height, cfg.width, 3), np.float64)
+        sharp = None
+        for j in range(n):
+            t = t0 + k + (j - (n - 1) / 2) / n
+            m = _warp_matrix(cfg, scale, center, motion, t)
+            sub = cv2.warpAffine(
+                linear,
+                m,
+                (cfg.width, cfg.height),
+                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+            np.clip(sub, 0.0, 1.0, out=sub)
+            acc += sub
+            if j == (n - 1) // 2:
+                sharp = sub
+        frames.append((_encode_gamma(acc / n, cfg.gamma), _encode_gamma(sharp, cfg.gamma)))
+    return frames
+
+
+def _encode_gamma(linear: np.ndarray, gamma: float) -> np.ndarray:
+    return np.round(np.power(np.clip(linear, 0.0, 1.0), 1.0 / gamma) * 255.0).astype(np.uint8)
+
+
+def _write_sequence(cfg: SynthConfig, root: Path, split: str, seq: int) -> int:
+    seq_name = f"{seq:03d}"
+    blur_dir = root / split / f"{split}_blur_jpeg" / seq_name
+    sharp_dir = root / split / f"{split}_sharp" / seq_name
+    blur_dir.mkdir(parents=True, exist_ok=True)
+    if split != "test":
+        sharp_dir.mkdir(parents=True, exist_ok=True)
+    frames = render_sequence(cfg, split, seq)
+    for k, (blur, sharp) in enumerate(frames):
+        write_image(blur_dir / f"{k:08d}.jpg", blur, jpeg_quality=cfg.jpeg_quality)
+        if split != "test":
+            write_image(sharp_dir / f"{k:08d}.png", sharp)
+    return len(frames)
+
+
+def _manifest(cfg: SynthConfig) -> dict:
+    return {"synth_version": SYNTH_VERSION, "config": dataclasses.asdict(cfg)}
+
+
+def manifest_matches(cfg: SynthConfig, out_root: str | Path) -> bool:
+    """True when ``out_root`` holds a finished synthetic REDS rendered with this exact config and renderer version."""
+    path = Path(out_root) / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text()) == _manifest(cfg)
+    except (OSError, ValueError):
+        return False
+
+
+def synthesize_reds(cfg: SynthConfig, out_root: str | Path, *, workers: int = 2) -> Path:
+    """Render the synthetic REDS tree into ``out_root`` atomically (built in a temp dir, then renamed); returns it.
+
+    Layout: ``{train,val}/{split}_blur_jpeg/<seq>/<frame>.jpg`` and ``{split}_sharp/<seq>/<frame>.png``, plus
+    ``test/test_blur_jpeg`` only, and ``manifest.json`` recording the config. Same config -> same bytes.
+    """
+    _check(cfg)
+    out_root = Path(out_root)
+    jobs = [
+        (split, seq)
+        for split, count in (("train", cfg.train_sequences), ("val", cfg.val_sequences), ("test", cfg.test_sequences))
+        for seq in range(count)
+    ]
+    with atomic_dir(out_root) as tmp:
+        results = Parallel(n_jobs=workers, return_as="generator")(
+            delayed(_write_sequence)(cfg, tmp, split, seq) for split, seq in jobs
+        )
+        for _ in tqdm(results, total=len(jobs), desc="synthesize REDS", unit="seq", disable=None):
+            pass
+        write_json(tmp / MANIFEST_NAME, _manifest(cfg))
+    return out_root

@@ -1,0 +1,351 @@
+"""Weighted ensembles of member predictions, averaged from the 16-bit files so nothing is rounded twice.
+
+Weights come from params or are fitted on part of val-300 (non-negative, summing to one, maximising mean PSNR); the
+fit is judged on the held-out frames against equal weights so overfitting shows. The ensemble is written in the
+same layout as a model's predictions and scored like every model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from pipeline.evaluate import load_index, read_runtime, score_dir, score_inputs, summarize, write_per_image_csv
+from pipeline.fileio import atomic_dir, read_image, read_image16, write_image, write_image16, write_json
+
+__all__ = [
+    "EnsembleError",
+    "average_predictions",
+    "fit_weights",
+    "normalise_weights",
+    "project_to_simplex",
+    "run_ensemble",
+    "split_fit_heldout",
+    "to_uint8",
+]
+
+log = logging.getLogger(__name__)
+
+
+class EnsembleError(ValueError):
+    """Members, weights or predictions cannot be combined; the message names the member, file or argument."""
+
+
+def normalise_weights(weights: Sequence[float] | None, n_members: int) -> np.ndarray:
+    """Return float64 weights summing to 1 (equal when ``weights`` is None or empty); reject bad lengths/values."""
+    if n_members < 1:
+        raise EnsembleError("an ensemble needs at least one member")
+    if weights is None or len(weights) == 0:
+        return np.full(n_members, 1.0 / n_members)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or len(w) != n_members:
+        raise EnsembleError(f"weights: got {len(w)} weight(s) for {n_members} member(s)")
+    if not np.all(np.isfinite(w)):
+        raise EnsembleError(f"weights: must be finite, got {list(weights)}")
+    if np.any(w < 0):
+        raise EnsembleError(f"weights: must be non-negative, got {list(weights)}")
+    if w.sum() <= 0:
+        raise EnsembleError(f"weights: must not all be zero, got {list(weights)}")
+    return w / w.sum()
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Round a float image in [0, 1] to uint8 the way the public code does (clamp, round(x * 255))."""
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _weighted_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of one frame's 16-bit member predictions as float32 HWC; sizes must agree."""
+    acc = None
+    first = None
+    for d, w in zip(member_dirs, weights, strict=True):
+        path = Path(d) / "png16" / f"{name}.png"
+        if not path.is_file():
+            raise EnsembleError(f"{path}: member prediction missing")
+        img = read_image16(path)
+        if acc is None:
+            acc, first = np.zeros(img.shape, np.float64), path
+        elif img.shape != acc.shape:
+            raise EnsembleError(f"{path}: size {img.shape[:2]} differs from {first} {acc.shape[:2]}")
+        acc += w * img
+    return acc.astype(np.float32)
+
+
+def average_predictions(
+    member_dirs: Sequence[str | Path], names: Sequence[str], weights: Sequence[float] | None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(name, float32 HWC)``: the weighted mean of ``<member_dir>/png16/<name>.png`` over members.
+
+    Weights are normalised to sum to one (None: equal). Missing files, size mismatches, a wrong number of weights
+    and negative weights raise :class:`EnsembleError`.
+    """
+    dirs = [Path(d) for d in member_dirs]
+    w = normalise_weights(weights, len(dirs))
+    for name in names:
+        yield name, _weighted_frame(dirs, name, w)
+
+
+def split_fit_heldout(names: Sequence[str], fit_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministically split frame names into a fit part and a held-out part (both non-empty)."""
+    if not 0.0 < fit_fraction < 1.0:
+        raise EnsembleError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
+    names = sorted(names)
+    if len(names) < 2:
+        raise EnsembleError(f"fitting weights needs at least 2 frames, got {len(names)}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_fit = min(len(names) - 1, max(1, round(fit_fraction * len(names))))
+    fit = sorted(names[i] for i in order[:n_fit])
+    held = sorted(names[i] for i in order[n_fit:])
+    return fit, held
+
+
+def project_to_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``v`` onto {w >= 0, sum w = 1} (sort-based, exact)."""
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    k = np.arange(1, len(v) + 1)
+    rho = np.nonzero(u - css / k > 0)[0][-1]
+    return np.maximum(v - css[rho] / (rho + 1), 0.0)
+
+
+def _frame_stats(member_dirs: Sequence[Path], name: str, sharp_path: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-frame quadratic form of the ensemble's MSE: A[i,j] = mean(p_i p_j), b[i] = mean(p_i y), c = mean(y^2)."""
+    y = read_image(sharp_path).astype(np.float64).ravel() / 255.0
+    preds = []
+    for d in member_dirs:
+        path = Path(d) / "png16" / f"{name}.png"
+        if not path.is_file():
+            raise EnsembleError(f"{path}: member prediction missing")
+        p = read_image16(path).astype(np.float64).ravel()
+        if p.size != y.size:
+            raise EnsembleError(f"{path}: size differs from ground truth {sharp_path}")
+        preds.append(p)
+    p = np.stack(preds)
+    return p @ p.T / y.size, p @ y / y.size, float(y @ y / y.size)
+
+
+def _mean_psnr(w: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    """Mean over frames of the unrounded ensemble's PSNR (peak 1) for weights ``w``, from the frame statistics."""
+    mse = np.einsum("i,fij,j->f", w, a, w) - 2.0 * b @ w + c
+    return float(np.mean(-10.0 * np.log10(np.maximum(mse, 1e-12))))
+
+
+def _maximise_mean_psnr(a: np.ndarray, b: np.ndarray, c: np.ndarray, iters: int = 500) -> np.ndarray:
+    """Projected gradient ascent of mean PSNR on the simplex, started from the best of equal weights and vertices."""
+    m = a.shape[1]
+    starts = [np.full(m, 1.0 / m), *np.eye(m)]
+    w = max(starts, key=lambda s: _mean_psnr(s, a, b, c))
+    f = _mean_psnr(w, a, b, c)
+    step = 1.0
+    for _ in range(iters):
+        mse = np.maximum(np.einsum("i,fij,j->f", w, a, w) - 2.0 * b @ w + c, 1e-12)
+        grad = np.mean(-(10.0 / math.log(10.0)) * (2.0 * np.einsum("fij,j->fi", a, w) - 2.0 * b) / mse[:, None], 0)
+        while step > 1e-12:
+            cand = project_to_simplex(w + step * grad)
+            fc = _mean_psnr(cand, a, b, c)
+            if fc > f:
+                break
+            step *= 0.5
+        else:
+            break
+        if fc - f < 1e-10:
+            w, f = cand, fc
+            break
+        w, f, step = cand, fc, step * 2.0
+    return w
+
+
+def fit_weights(
+    member_dirs: Sequence[str | Path],
+    index: pd.DataFrame | str | Path,
+    fit_fraction: float = 0.5,
+    seed: int = 0,
+    *,
+    member_names: Sequence[str] | None = None,
+    workers: int = 1,
+) -> tuple[list[float], dict]:
+    """Fit non-negative weights summing to 1 that maximise mean PSNR on a fit part of ``index``'s frames.
+
+    ``member_dirs`` are the members' prediction directories for the indexed split (each with ``png16/``). Returns
+    the weights and a report whose held-out numbers (PSNR of the unrounded average, fitted vs equal weights) show
+    whether the fit generalises.
+    """
+    dirs = [Path(d) for d in member_dirs]
+    names_m = list(member_names) if member_names is not None else [d.as_posix() for d in dirs]
+    if len(names_m) != len(dirs):
+        raise EnsembleError(f"member_names: {len(names_m)} name(s) for {len(dirs)} member dir(s)")
+    index = load_index(index)
+    if len(dirs) < 1:
+        raise EnsembleError("fit_weights needs at least one member")
+    fit, held = split_fit_heldout(list(index["name"]), fit_fraction, seed)
+    sharp = dict(zip(index["name"], index["sharp_path"], strict=True))
+    names = fit + held
+    jobs = [delayed(_frame_stats)(dirs, n, sharp[n]) for n in names]
+    if workers > 1:
+        stats = Parallel(n_jobs=workers)(jobs)
+    else:
+        stats = [fn(*args, **kw) for fn, args, kw in tqdm(jobs, desc="fit weights", disable=None, leave=False)]
+    a = np.stack([s[0] for s in stats])
+    b = np.stack([s[1] for s in stats])
+    c = np.array([s[2] for s in stats])
+    nf = len(fit)
+    w = _maximise_mean_psnr(a[:nf], b[:nf], c[:nf])
+    equal = np.full(len(dirs), 1.0 / len(dirs))
+    held_fit = _mean_psnr(w, a[nf:], b[nf:], c[nf:])
+    held_eq = _mean_psnr(equal, a[nf:], b[nf:], c[nf:])
+    report = {
+        "fit_frames": nf,
+        "heldout_frames": len(held),
+        "fit_fraction": fit_fraction,
+        "seed": seed,
+        "weights": {n: round(float(x), 6) for n, x in zip(names_m, w, strict=True)},
+        "fit_psnr_fitted": round(_mean_psnr(w, a[:nf], b[:nf], c[:nf]), 4),
+        "fit_psnr_equal": round(_mean_psnr(equal, a[:nf], b[:nf], c[:nf]), 4),
+        "heldout_psnr_fitted": round(held_fit, 4),
+        "heldout_psnr_equal": round(held_eq, 4),
+        "heldout_gain_db": round(held_fit - held_eq, 4),
+    }
+    return [float(x) for x in w], report
+
+
+def _frame_names(member_dirs: Mapping[str, Path], split: str) -> list[str]:
+    """The frame names every member predicted for ``split`` (from ``png16/``); members must agree."""
+    sets = {}
+    for member, d in member_dirs.items():
+        folder = Path(d) / "png16"
+        if not folder.is_dir():
+            raise EnsembleError(f"{folder}: 16-bit predictions of member {member!r} for split {split!r} not found")
+        sets[member] = {p.stem for p in folder.glob("*.png")}
+    first, names = next(iter(sets.items()))
+    for member, s in sets.items():
+        if s != names:
+            diff = sorted(s ^ names)
+            raise EnsembleError(
+                f"split {split!r}: members {first!r} and {member!r} predicted different frames "
+                f"({len(diff)} differ, e.g. {diff[0]})"
+            )
+    if not names:
+        raise EnsembleError(f"split {split!r}: members have no predictions")
+    return sorted(names)
+
+
+def _write_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray, out: Path) -> None:
+    """Average one frame and write both its 16-bit and 8-bit PNGs."""
+    img = _weighted_frame(member_dirs, name, weights)
+    write_image16(out / "png16" / f"{name}.png", img)
+    write_image(out / "png8" / f"{name}.png", to_uint8(img))
+
+
+def _joined(values: Sequence[str]) -> str:
+    """Distinct values in first-seen order, comma-joined (one device when all members ran on the same one)."""
+    return ",".join(dict.fromkeys(str(v) for v in values))
+
+
+def run_ensemble(
+    member_pred_dirs: Mapping[str, Mapping[str, str | Path]],
+    splits: Sequence[str],
+    out_root: str | Path,
+    weights: Sequence[float] | None,
+    fit: bool,
+    fit_fraction: float,
+    val_index: pd.DataFrame | str | Path,
+    *,
+    metrics_json: str | Path,
+    per_image_csv: str | Path,
+    seed: int = 0,
+    val_split: str = "val300",
+    workers: int = 1,
+) -> dict:
+    """Build ``out_root/<split>/{png16,png8,runtime.json}`` for every split and score ``val_split``.
+
+    ``member_pred_dirs`` maps member -> split -> prediction dir (the one holding ``png16/`` and ``runtime.json``).
+    With ``fit`` the weights are fitted on part of ``val_split`` (``weights`` is then ignored). Each split is built
+    in a temporary directory and renamed into place. The runtime per frame is the sum of the members' (the real cost
+    of running the ensemble). Writes the per-image CSV and summary JSON and returns the summary.
+    """
+    members = list(member_pred_dirs)
+    if not members:
+        raise EnsembleError("no ensemble members configured")
+    if val_split not in splits:
+        raise EnsembleError(f"splits {list(splits)} must include {val_split!r}, which the ensemble is scored on")
+    for member in members:
+        lacking = [s for s in splits if s not in member_pred_dirs[member]]
+        if lacking:
+            raise EnsembleError(f"member {member!r} has no prediction dir for split(s) {lacking}")
+    val_index = load_index(val_index)
+    val_dirs = [Path(member_pred_dirs[m][val_split]) for m in members]
+
+    report = None
+    if fit:
+        if weights:
+            log.warning("ensemble.fit is set: ignoring the configured weights %s", list(weights))
+        w_list, report = fit_weights(val_dirs, val_index, fit_fraction, seed, member_names=members, workers=workers)
+        w = np.asarray(w_list)
+    else:
+        w = normalise_weights(weights, len(members))
+
+    runtimes: dict[str, dict] = {}
+    for split in splits:
+        dirs = {m: Path(member_pred_dirs[m][split]) for m in members}
+        if split == val_split:
+            names = list(val_index["name"])
+            _frame_names(dirs, split)  # members must agree; missing val frames fail below with the file named
+        else:
+            names = _frame_names(dirs, split)
+        member_rt = {m: read_runtime(d) for m, d in dirs.items()}
+        start = time.perf_counter()
+        with atomic_dir(Path(out_root) / split) as tmp:
+            jobs = [delayed(_write_frame)(list(dirs.values()), n, w, tmp) for n in names]
+            if workers > 1:
+                Parallel(n_jobs=workers)(jobs)
+            else:
+                for fn, args, kw in tqdm(jobs, desc=f"ensemble {split}", disable=None, leave=False):
+                    fn(*args, **kw)
+            runtime = {
+                "seconds_per_frame": float(sum(float(r["seconds_per_frame"]) for r in member_rt.values())),
+                "frames": len(names),
+                "device": _joined([r["device"] for r in member_rt.values()]),
+                "precision": _joined([r.get("precision", "") for r in member_rt.values()]),
+                "tta": "ensemble(" + ", ".join(f"{m}:{r.get('tta', '')}" for m, r in member_rt.items()) + ")",
+                "members": members,
+                "weights": [round(float(x), 6) for x in w],
+                "averaging_seconds_per_frame": round((time.perf_counter() - start) / len(names), 5),
+            }
+            write_json(tmp / "runtime.json", runtime)
+        runtimes[split] = runtime
+
+    inputs = score_inputs(val_index, workers=workers)
+    per_image = score_dir(Path(out_root) / val_split / "png8", val_index, workers=workers)
+    write_per_image_csv(per_image_csv, per_image, inputs)
+    summary = summarize(per_image, inputs)
+    in_summary = summarize(inputs, inputs)
+    member_psnr = {
+        m: round(float(score_dir(d / "png8", val_index, workers=workers, with_ssim=False)["psnr"].mean()), 4)
+        for m, d in zip(members, val_dirs, strict=True)
+    }
+    best = max(member_psnr, key=member_psnr.get)
+    result = {
+        **summary,
+        "input": {"psnr": in_summary["psnr"], "ssim": in_summary["ssim"]},
+        "members": members,
+        "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)},
+        "seconds_per_frame": round(runtimes[val_split]["seconds_per_frame"], 5),
+        "device": runtimes[val_split]["device"],
+        "member_psnr": member_psnr,
+        "best_member": best,
+        "best_member_psnr": member_psnr[best],
+        "gain_over_best_member_db": round(summary["psnr"] - member_psnr[best], 4),
+        "settings": runtimes[val_split]["tta"],
+    }
+    if report is not None:
+        result["fit"] = report
+    write_json(metrics_json, result)
+    return result

@@ -1,0 +1,214 @@
+"""Score predictions on the val-300 subset: per-image PSNR/SSIM CSVs and one DVC-metrics summary per model.
+
+Submissions contain 8-bit PNGs, so scores are computed on the 8-bit predictions (``png8/``), exactly what would be
+judged, with the public code's conventions (RGB, no border crop; ``pipeline.metrics``). The blurry input is scored
+too, so every number comes with its gain over doing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from pipeline import metrics
+from pipeline.fileio import atomic_path, read_image, write_json
+
+__all__ = [
+    "EvaluationError",
+    "evaluate_model",
+    "load_index",
+    "read_runtime",
+    "score_dir",
+    "score_inputs",
+    "summarize",
+    "write_per_image_csv",
+]
+
+SCORE_COLUMNS = ["name", "psnr", "ssim"]
+
+
+class EvaluationError(ValueError):
+    """Predictions, an index or a runtime record cannot be scored; the message names the file or frame."""
+
+
+def load_index(index: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """Return an index DataFrame, reading it from CSV when given a path (``sharp_path`` kept as text)."""
+    if isinstance(index, pd.DataFrame):
+        return index
+    path = Path(index)
+    if not path.is_file():
+        raise EvaluationError(f"{path}: index CSV not found")
+    return pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str, "sharp_path": str, "blur_path": str})
+
+
+def _check_scorable(index: pd.DataFrame, column: str) -> None:
+    """Raise unless ``index`` has names and a non-empty ``column`` for every frame (test frames have no sharp)."""
+    for col in ("name", column):
+        if col not in index.columns:
+            raise EvaluationError(f"index has no {col!r} column (columns: {list(index.columns)})")
+    empty = index[index[column].isna() | (index[column].astype(str) == "")]
+    if len(empty):
+        first = empty["name"].iloc[0]
+        raise EvaluationError(f"index column {column!r} is empty for {len(empty)} frame(s), e.g. {first}")
+    if index["name"].duplicated().any():
+        dup = index.loc[index["name"].duplicated(), "name"].iloc[0]
+        raise EvaluationError(f"index lists frame {dup!r} more than once")
+
+
+def _score_pair(name: str, pred_path: Path, sharp_path: Path, with_ssim: bool) -> dict:
+    """PSNR (and SSIM) of one 8-bit image against its sharp frame; a size mismatch names both files."""
+    pred = read_image(pred_path)
+    sharp = read_image(sharp_path)
+    if pred.shape != sharp.shape:
+        raise EvaluationError(
+            f"{pred_path}: size {pred.shape[:2]} differs from ground truth {sharp_path} {sharp.shape[:2]}"
+        )
+    return {
+        "name": name,
+        "psnr": metrics.psnr(pred, sharp),
+        "ssim": metrics.ssim(pred, sharp) if with_ssim else math.nan,
+    }
+
+
+def _run(jobs: list, workers: int, desc: str) -> list:
+    """Run delayed jobs in order with a progress bar; ``workers`` > 1 spreads frames over processes."""
+    if workers <= 1:
+        return [fn(*args, **kw) for fn, args, kw in tqdm(jobs, desc=desc, disable=None, leave=False)]
+    gen = Parallel(n_jobs=workers, return_as="generator")(jobs)
+    return list(tqdm(gen, total=len(jobs), desc=desc, disable=None, leave=False))
+
+
+def score_dir(
+    pred_png8_dir: str | Path, index: pd.DataFrame, *, workers: int = 1, with_ssim: bool = True
+) -> pd.DataFrame:
+    """Score ``<pred_png8_dir>/<name>.png`` against each frame's ``sharp_path``: DataFrame[name, psnr, ssim].
+
+    Every missing prediction is named in one error before any scoring starts. ``with_ssim=False`` leaves SSIM NaN
+    (PSNR alone is enough to rank ensemble members and is much cheaper).
+    """
+    pred_dir = Path(pred_png8_dir)
+    index = load_index(index)
+    _check_scorable(index, "sharp_path")
+    if not pred_dir.is_dir():
+        raise EvaluationError(f"{pred_dir}: prediction directory not found")
+    missing = [n for n in index["name"] if not (pred_dir / f"{n}.png").is_file()]
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise EvaluationError(f"{pred_dir}: {len(missing)} of {len(index)} prediction(s) missing: {shown}")
+    jobs = [
+        delayed(_score_pair)(n, pred_dir / f"{n}.png", Path(s), with_ssim)
+        for n, s in zip(index["name"], index["sharp_path"], strict=True)
+    ]
+    return pd.DataFrame(_run(jobs, workers, f"score {pred_dir.parent.name}"), columns=SCORE_COLUMNS)
+
+
+def score_inputs(index: pd.DataFrame, *, workers: int = 1) -> pd.DataFrame:
+    """Score each blurry input against its sharp frame: the reference every gain is measured from."""
+    index = load_index(index)
+    _check_scorable(index, "sharp_path")
+    _check_scorable(index, "blur_path")
+    jobs = [
+        delayed(_score_pair)(n, Path(b), Path(s), True)
+        for n, b, s in zip(index["name"], index["blur_path"], index["sharp_path"], strict=True)
+    ]
+    return pd.DataFrame(_run(jobs, workers, "score inputs"), columns=SCORE_COLUMNS)
+
+
+def summarize(per_image: pd.DataFrame, inputs: pd.DataFrame) -> dict:
+    """Mean PSNR/SSIM of ``per_image`` and its gain (dB) over the inputs' mean PSNR on the same frames."""
+    if per_image.empty:
+        raise EvaluationError("no frames to summarise")
+    missing = sorted(set(per_image["name"]) - set(inputs["name"]))
+    if missing:
+        raise EvaluationError(f"input scores lack {len(missing)} scored frame(s), e.g. {missing[0]}")
+    ref = inputs.set_index("name").loc[per_image["name"]]
+    psnr = float(per_image["psnr"].mean())
+    return {
+        "psnr": round(psnr, 4),
+        "ssim": round(float(per_image["ssim"].mean()), 5),
+        "gain_db": round(psnr - float(ref["psnr"].mean()), 4),
+        "frames": len(per_image),
+    }
+
+
+def write_per_image_csv(path: str | Path, per_image: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
+    """Write name, psnr, ssim, input_psnr, gain_db per frame (a DVC plots CSV) atomically; return the table."""
+    ref = inputs.set_index("name")["psnr"]
+    table = per_image[SCORE_COLUMNS].copy()
+    table["input_psnr"] = table["name"].map(ref).to_numpy()
+    table["gain_db"] = table["psnr"] - table["input_psnr"]
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.5f")
+    return table
+
+
+def read_runtime(pred_dir: str | Path) -> dict:
+    """Read ``<pred_dir>/runtime.json`` (seconds_per_frame, frames, device, precision, tta) with clear errors."""
+    path = Path(pred_dir) / "runtime.json"
+    if not path.is_file():
+        raise EvaluationError(f"{path}: runtime record not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{path}: not valid JSON: {exc}") from None
+    for key in ("seconds_per_frame", "device"):
+        if key not in data:
+            raise EvaluationError(f"{path}: missing key {key!r}")
+    return data
+
+
+def evaluate_model(
+    model_name: str,
+    pred_root: str | Path,
+    modes: Sequence[str],
+    index_csv: str | Path | pd.DataFrame,
+    out_csv_dir: str | Path,
+    metrics_json: str | Path,
+    *,
+    extra: dict | None = None,
+    split: str = "val300",
+    workers: int = 1,
+) -> dict:
+    """Score every TTA mode of one model on ``split``; write ``<out_csv_dir>/<mode>.csv`` and a summary JSON.
+
+    The JSON is shaped for ``dvc metrics show``/``diff``: ``{"model", "input": {psnr, ssim}, "tta": {<mode>: {psnr,
+    ssim, gain_db, seconds_per_frame, device, precision, settings}}, **extra}``; it is also returned.
+    """
+    if not modes:
+        raise EvaluationError(f"{model_name}: no TTA modes to evaluate")
+    index = load_index(index_csv)
+    inputs = score_inputs(index, workers=workers)
+    in_summary = summarize(inputs, inputs)
+    result: dict = {
+        "model": model_name,
+        "input": {"psnr": in_summary["psnr"], "ssim": in_summary["ssim"]},
+        "frames": in_summary["frames"],
+        "tta": {},
+    }
+    for mode in modes:
+        pred_dir = Path(pred_root) / mode / split
+        per_image = score_dir(pred_dir / "png8", index, workers=workers)
+        write_per_image_csv(Path(out_csv_dir) / f"{mode}.csv", per_image, inputs)
+        runtime = read_runtime(pred_dir)
+        summary = summarize(per_image, inputs)
+        result["tta"][mode] = {
+            "psnr": summary["psnr"],
+            "ssim": summary["ssim"],
+            "gain_db": summary["gain_db"],
+            "seconds_per_frame": round(float(runtime["seconds_per_frame"]), 5),
+            "device": str(runtime["device"]),
+            "precision": str(runtime.get("precision", "")),
+            "settings": str(runtime.get("tta", mode)),
+        }
+    clash = sorted(set(extra or {}) & set(result))
+    if clash:
+        raise EvaluationError(f"extra metrics {clash} would overwrite the evaluation's own keys")
+    result.update(extra or {})
+    write_json(metrics_json, result)
+    return result

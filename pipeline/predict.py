@@ -1,0 +1,147 @@
+"""Batch prediction over an index CSV: restore every frame, write 16-bit and 8-bit PNGs and the runtime per frame.
+
+Output layout (``out_dir``, replaced whole and atomically): ``png16/<name>.png`` (16-bit, unrounded to 8 bits, for
+ensembling), ``png8/<name>.png`` (``round(x * 255)``, what is scored and submitted) and ``runtime.json``. Frames can be
+split across processes with an ``accelerate.Accelerator``; rank 0 creates the staging directory, every rank writes its
+share into it, and rank 0 writes ``runtime.json`` and renames it into place once all ranks are done.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from pipeline.config import CropsConfig
+from pipeline.device import describe_device, model_device, precision_name, resolve_precision
+from pipeline.fileio import atomic_dir, read_image, write_image, write_image16, write_json
+from pipeline.inference import restore
+
+__all__ = ["RUNTIME_KEYS", "predict_index", "read_index"]
+
+RUNTIME_KEYS = ("seconds_per_frame", "frames", "device", "precision", "tta")
+
+
+def read_index(index_csv: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(name, blur_path)`` rows of an index CSV (see docs/DESIGN.md); names must be unique plain file stems."""
+    index_csv = Path(index_csv)
+    if not index_csv.is_file():
+        raise ValueError(f"{index_csv}: index CSV not found")
+    frame = pd.read_csv(index_csv, dtype=str, keep_default_na=False)
+    missing = [c for c in ("name", "blur_path") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{index_csv}: missing column(s) {missing}; has {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError(f"{index_csv}: index has no rows")
+    names = frame["name"]
+    bad = [n for n in names if not n or "/" in n or "\\" in n or n.startswith(".")]
+    if bad:
+        raise ValueError(f"{index_csv}: names must be plain file stems, got {bad[:5]}")
+    dupes = sorted(names[names.duplicated()].unique())
+    if dupes:
+        raise ValueError(f"{index_csv}: duplicate names {dupes[:5]}")
+    return list(zip(names, frame["blur_path"], strict=True))
+
+
+@contextmanager
+def _staging(out_dir: Path, accelerator) -> Iterator[Path]:
+    """A staging directory that replaces ``out_dir`` whole on success; with several processes rank 0 owns it."""
+    if accelerator is None or accelerator.num_processes == 1:
+        with atomic_dir(out_dir) as tmp:
+            yield tmp
+        return
+    from accelerate.utils import broadcast_object_list
+
+    if accelerator.is_main_process:
+        with atomic_dir(out_dir) as tmp:
+            broadcast_object_list([str(tmp)])
+            yield tmp
+            accelerator.wait_for_everyone()
+    else:
+        shared = [None]
+        broadcast_object_list(shared)
+        yield Path(shared[0])
+        accelerator.wait_for_everyone()
+    accelerator.wait_for_everyone()  # nobody returns before the rename
+
+
+def predict_index(
+    model: nn.Module,
+    index_csv: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    tta: str = "plain",
+    tile: int = 256,
+    overlap: int = 32,
+    batch: int = 8,
+    precision: str = "auto",
+    crops: CropsConfig | None = None,
+    accelerator=None,
+    progress: bool = True,
+) -> dict:
+    """Restore every ``blur_path`` of ``index_csv`` into ``out_dir`` and return the runtime dict (also runtime.json).
+
+    The model must already be on its device (``pipeline.device.prepare_model``; with an accelerator, on
+    ``accelerator.device``) and in eval mode. ``seconds_per_frame`` times :func:`pipeline.inference.restore` only
+    (no file I/O), averaged over all frames of all processes, the first (warm-up) frame included.
+    """
+    rows = read_index(index_csv)
+    device = model_device(model)
+    if accelerator is not None and torch.device(accelerator.device).type != device.type:
+        raise ValueError(f"model is on {device} but the accelerator runs on {accelerator.device}; move it first")
+    dtype = resolve_precision(precision, device)
+    is_main = accelerator is None or accelerator.is_main_process
+    out_dir = Path(out_dir)
+
+    with _staging(out_dir, accelerator) as tmp:
+        (tmp / "png16").mkdir(exist_ok=True)
+        (tmp / "png8").mkdir(exist_ok=True)
+        seconds, frames = 0.0, 0
+        with _share(rows, accelerator) as mine:
+            bar = tqdm(mine, desc=f"predict {tta}", unit="frame", disable=None if progress and is_main else True)
+            for name, blur_path in bar:
+                img = read_image(blur_path)
+                start = time.perf_counter()
+                out = restore(
+                    model, img, tile=tile, overlap=overlap, tta=tta, crops=crops, batch=batch, precision=precision
+                )
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds += time.perf_counter() - start
+                frames += 1
+                write_image16(tmp / "png16" / f"{name}.png", out)
+                write_image(tmp / "png8" / f"{name}.png", np.round(out * 255.0).astype(np.uint8))
+        if accelerator is not None and accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            totals = gather_object([(seconds, frames)])
+            seconds, frames = sum(s for s, _ in totals), sum(f for _, f in totals)
+        processes = 1 if accelerator is None else accelerator.num_processes
+        runtime = {
+            "seconds_per_frame": seconds / max(frames, 1),
+            "frames": frames,
+            "device": describe_device(device) + (f" x{processes}" if processes > 1 else ""),
+            "precision": "fp32" if dtype is None else precision_name(dtype),
+            "tta": tta,
+        }
+        if is_main:
+            write_json(tmp / "runtime.json", runtime)
+    return runtime
+
+
+@contextmanager
+def _share(rows: list, accelerator) -> Iterator[list]:
+    """This process's share of the rows (all of them without an accelerator)."""
+    if accelerator is None:
+        yield rows
+    else:
+        with accelerator.split_between_processes(rows) as mine:
+            yield list(mine)

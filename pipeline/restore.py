@@ -1,0 +1,121 @@
+"""Deblur your own images: ``python -m pipeline.restore --weights W --input FILE_OR_DIR --output DIR``.
+
+``W`` is one of our ``.safetensors`` files or a public-release HINet ``.pth``; ``--input`` is an image or a directory
+(scanned non-recursively, sorted, image suffixes only). Each result is written atomically as ``DIR/<stem>.png``
+(8-bit RGB). Failure policy: an unreadable input is reported on stderr with its file name and skipped, the other
+images are still restored, and the command exits with status 1 listing every failure at the end; bad arguments
+(missing weights, empty input directory, clashing output names) stop it at once with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline.config import CropsConfig
+from pipeline.device import prepare_model, resolve_device, resolve_precision
+from pipeline.fileio import ImageReadError, read_image, write_image
+from pipeline.inference import TRANSFORM_SETS, TTA_MODES, plan_patches, restore
+
+__all__ = ["IMAGE_SUFFIXES", "find_inputs", "main", "output_paths", "parse_args"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def find_inputs(path: str | Path) -> list[Path]:
+    """The image files to restore: ``path`` itself, or the sorted images directly inside a directory."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this directory")
+        return files
+    raise ValueError(f"{path}: no such file or directory")
+
+
+def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``out_dir/<stem>.png`` for each input; refuses two inputs with one stem and overwriting an input."""
+    outs = [out_dir / f"{p.stem}.png" for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outs, strict=True):
+        if dst in seen:
+            raise ValueError(f"{seen[dst]} and {src} would both be written to {dst}; rename one of them")
+        seen[dst] = src
+    sources = {p.resolve() for p in inputs}
+    clobbered = [str(d) for d in outs if d.resolve() in sources]
+    if clobbered:
+        raise ValueError(f"output would overwrite input file(s) {clobbered[:3]}; choose another --output directory")
+    return outs
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.restore", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", required=True, help="our .safetensors or a public-release HINet .pth")
+    parser.add_argument("--input", required=True, help="an image file or a directory of images")
+    parser.add_argument("--output", required=True, help="directory for the restored <stem>.png files")
+    parser.add_argument("--tta", default="plain", choices=TTA_MODES, help="test-time augmentation (default: plain)")
+    parser.add_argument("--crops", type=int, default=CropsConfig.n, help="random crops for the crop TTA modes")
+    parser.add_argument("--crop-size", type=int, default=CropsConfig.size, help="random crop size")
+    parser.add_argument("--crop-transforms", default=CropsConfig.transforms, choices=sorted(TRANSFORM_SETS))
+    parser.add_argument("--seed", type=int, default=CropsConfig.seed, help="seed of the random crops")
+    parser.add_argument("--tile", type=int, default=256, help="tile size (bounds memory)")
+    parser.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
+    parser.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Restore every input; return 0, 1 when some inputs could not be read, 2 on bad arguments."""
+    from pipeline.models import load_model
+
+    args = parse_args(argv)
+    try:
+        inputs = find_inputs(args.input)
+        outputs = output_paths(inputs, Path(args.output))
+        device = resolve_device(args.device)
+        resolve_precision(args.precision, device)
+        crops = CropsConfig(n=args.crops, size=args.crop_size, transforms=args.crop_transforms, seed=args.seed)
+        plan_patches(args.tile, args.tile, tile=args.tile, overlap=args.overlap, tta=args.tta, crops=crops)
+        if args.batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        model = prepare_model(load_model(args.weights), device)
+    except (ValueError, OSError) as exc:  # bad arguments, missing or unreadable weights
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restore", unit="image", disable=None)
+    for src, dst in bar:
+        bar.set_postfix_str(src.name)
+        try:
+            img = read_image(src)
+        except ImageReadError as exc:
+            failures.append(str(exc))
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            continue
+        out = restore(
+            model, img, tile=args.tile, overlap=args.overlap, tta=args.tta, crops=crops, batch=args.batch,
+            precision=args.precision, progress=len(inputs) == 1,
+        )  # fmt: skip
+        write_image(dst, np.round(out * 255.0).astype(np.uint8))
+    restored = len(inputs) - len(failures)
+    print(f"restored {restored} of {len(inputs)} image(s) into {args.output}", file=sys.stderr)
+    if failures:
+        print(f"error: {len(failures)} input(s) could not be read:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

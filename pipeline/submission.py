@@ -1,0 +1,380 @@
+"""NTIRE 2021 deblurring submission: package the zip, and validate one before uploading it.
+
+The format (REDS Track 2 test phase): one zip holding, at its root, one 8-bit RGB PNG per scored frame named
+``<seq>_<frame>.png`` (e.g. ``000_00000009.png``), the same size as the input frame, plus a ``readme.txt``::
+
+    runtime per image [s] : 1.2345
+    CPU[1] / GPU[0] : 0
+    Extra Data [1] / No Extra Data [0] : 0
+    Other description : HINet ...
+
+``check`` reports every problem at once, so one run shows all that is wrong with a zip. Command line::
+
+    python -m pipeline.submission check submission.zip --frames data/prepared/index/test300.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import struct
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipeline.fileio import atomic_path
+
+__all__ = ["README_FIELDS", "build_submission", "check", "describe_run", "expected_frames", "main", "package",
+           "write_readme_text"]
+
+README_NAME = "readme.txt"
+NAME_RE = re.compile(r"^\d{3}_\d{8}\.png$")
+README_FIELDS = (
+    "runtime per image [s]",
+    "CPU[1] / GPU[0]",
+    "Extra Data [1] / No Extra Data [0]",
+    "Other description",
+)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same inputs give a byte-identical zip
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def write_readme_text(runtime_s: float, used_gpu: bool, extra_data: bool, description: str) -> str:
+    """The NTIRE ``readme.txt`` text; the description is folded onto one line."""
+    runtime_s = float(runtime_s)
+    if not math.isfinite(runtime_s) or runtime_s < 0:
+        raise ValueError(f"runtime_s must be a finite non-negative number of seconds, got {runtime_s!r}")
+    description = " ".join(str(description).split())
+    return (
+        f"{README_FIELDS[0]} : {runtime_s:.6g}\n"
+        f"{README_FIELDS[1]} : {0 if used_gpu else 1}\n"
+        f"{README_FIELDS[2]} : {1 if extra_data else 0}\n"
+        f"{README_FIELDS[3]} : {description}\n"
+    )
+
+
+def _png_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, or None when it is not a PNG."""
+    if len(data) < 29 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    return width, height, depth, color
+
+
+def _png_format_problem(data: bytes) -> str | None:
+    """Why ``data`` is not an 8-bit truecolour RGB PNG (colour type 2, no alpha, no palette), or None if it is."""
+    header = _png_header(data)
+    if header is None:
+        return "is not a PNG file"
+    _, _, depth, color = header
+    kinds = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+    if depth != 8 or color != 2:
+        return f"must be an 8-bit RGB PNG, found {depth}-bit {kinds.get(color, f'colour type {color}')}"
+    return None
+
+
+def package(
+    pred_dir: str | Path,
+    names: list[str],
+    zip_path: str | Path,
+    *,
+    runtime_s: float,
+    used_gpu: bool,
+    extra_data: bool,
+    description: str,
+) -> Path:
+    """Zip ``pred_dir/<name>.png`` for every name plus the readme into ``zip_path`` atomically; returns the path.
+
+    Every prediction must exist and be an 8-bit RGB PNG; otherwise a ValueError lists the offenders and nothing is
+    written. PNGs are stored (already compressed), in sorted order with fixed timestamps, so reruns are byte-identical.
+    """
+    pred_dir, zip_path = Path(pred_dir), Path(zip_path)
+    names = list(names)
+    if not names:
+        raise ValueError("package: no frame names given")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"package: duplicate frame names {dupes[:5]}")
+    readme = write_readme_text(runtime_s, used_gpu, extra_data, description)
+    missing, bad = [], []
+    for name in names:
+        path = pred_dir / f"{name}.png"
+        if not path.is_file():
+            missing.append(str(path))
+            continue
+        with path.open("rb") as fh:
+            problem = _png_format_problem(fh.read(32))
+        if problem:
+            bad.append(f"{path} {problem}")
+    if missing or bad:
+        lines = [f"missing prediction {p}" for p in missing] + bad
+        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        raise ValueError(f"package: cannot build {zip_path}: {len(lines)} problem(s):\n  {shown}")
+
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        info = zipfile.ZipInfo(README_NAME, date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, readme)
+        for name in sorted(names):
+            info = zipfile.ZipInfo(f"{name}.png", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            zf.writestr(info, (pred_dir / f"{name}.png").read_bytes())
+    return zip_path
+
+
+def _readme_problems(text: bytes) -> list[str]:
+    """Every missing, duplicated or malformed field of ``readme.txt``."""
+    try:
+        lines = text.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        return [f"{README_NAME}: not UTF-8 text"]
+    norm = {" ".join(f.lower().split()): f for f in README_FIELDS}
+    values: dict[str, list[str]] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        field = norm.get(" ".join(key.lower().split())) if sep else None
+        if field is not None:
+            values.setdefault(field, []).append(value.strip())
+    problems = []
+    for field in README_FIELDS:
+        found = values.get(field, [])
+        if not found:
+            problems.append(f"{README_NAME}: missing field '{field} : ...'")
+            continue
+        if len(found) > 1:
+            problems.append(f"{README_NAME}: field '{field}' appears {len(found)} times")
+        value = found[0]
+        if field == README_FIELDS[0]:
+            try:
+                runtime = float(value)
+            except ValueError:
+                runtime = None
+            if runtime is None or not math.isfinite(runtime) or runtime < 0:
+                problems.append(f"{README_NAME}: '{field}' must be a non-negative number of seconds, got {value!r}")
+        elif field in README_FIELDS[1:3] and value not in ("0", "1"):
+            problems.append(f"{README_NAME}: '{field}' must be 0 or 1, got {value!r}")
+    return problems
+
+
+def _image_problems(member: str, data: bytes, size: tuple[int, int]) -> list[str]:
+    """Format, decodability and size problems of one submitted PNG (``size`` is the expected (height, width))."""
+    problem = _png_format_problem(data)
+    if problem:
+        return [f"{member}: {problem}"]
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or not data.endswith(b"IEND\xaeB`\x82"):
+        return [f"{member}: corrupt or truncated PNG"]
+    h, w = img.shape[:2]
+    if (h, w) != tuple(size):
+        return [f"{member}: size {h}x{w} (HxW) differs from the input frame's {size[0]}x{size[1]}"]
+    return []
+
+
+def check(zip_path: str | Path, expected: dict[str, tuple[int, int]]) -> list[str]:
+    """Every problem with submission ``zip_path`` against ``expected`` (name -> (height, width)); [] means valid."""
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        return [f"{zip_path}: no such file"]
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [f"{zip_path}: not a readable zip archive ({exc})"]
+    problems: list[str] = []
+    with zf:
+        members = zf.infolist()
+        seen: set[str] = set()
+        found: dict[str, zipfile.ZipInfo] = {}
+        readme: zipfile.ZipInfo | None = None
+        for info in members:
+            name = info.filename
+            if name in seen:
+                problems.append(f"{name}: appears more than once in the zip")
+                continue
+            seen.add(name)
+            if info.is_dir():
+                problems.append(f"{name}: unexpected folder (all files must be at the zip root)")
+            elif "/" in name or "\\" in name:
+                problems.append(f"{name}: unexpected file in a subfolder (all files must be at the zip root)")
+            elif name == README_NAME:
+                readme = info
+            elif name.lower() == README_NAME:
+                problems.append(f"{name}: the readme must be named exactly '{README_NAME}'")
+            elif not name.lower().endswith(".png"):
+                problems.append(f"{name}: unexpected file (only <seq>_<frame>.png images and {README_NAME})")
+            elif not NAME_RE.match(name):
+                problems.append(f"{name}: bad name, must be <seq>_<frame>.png with 3+8 digits, e.g. 000_00000009.png")
+            elif name[:-4] not in expected:
+                problems.append(f"{name}: unexpected frame (not one of the {len(expected)} expected frames)")
+            else:
+                found[name[:-4]] = info
+
+        for name in sorted(expected):
+            if name not in found:
+                problems.append(f"{name}.png: missing frame")
+                continue
+            try:
+                data = zf.read(found[name])
+            except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+                problems.append(f"{name}.png: cannot be read from the zip ({exc})")
+                continue
+            problems.extend(_image_problems(f"{name}.png", data, expected[name]))
+
+        if readme is None:
+            problems.append(f"{README_NAME}: missing (the zip root needs an NTIRE readme.txt)")
+        else:
+            try:
+                problems.extend(_readme_problems(zf.read(readme)))
+            except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+                problems.append(f"{README_NAME}: cannot be read from the zip ({exc})")
+    return problems
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image from its header, naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read image size ({exc})") from None
+    return h, w
+
+
+def _is_scored_frame(frame: str) -> bool:
+    """The val-300 / test-300 rule: frames 9, 19, ..., 99 of each sequence."""
+    return frame.isdigit() and int(frame) % 10 == 9
+
+
+def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str, tuple[int, int]]:
+    """Expected submission frames, name -> (height, width), from an index CSV or a folder of input frames.
+
+    - CSV with columns ``name, height, width`` (e.g. ``index/test300.csv``): taken as is.
+    - Flat folder of ``<seq>_<frame>.png|.jpg`` inputs: every image in it.
+    - REDS-style ``<seq>/<frame>.png|.jpg`` tree (e.g. ``test/test_blur_jpeg``): the scored frames 9, 19, ..., 99 of
+      each sequence, named ``<seq>_<frame>``, or every frame with ``all_frames=True``.
+    """
+    frames = Path(frames)
+    if frames.is_file():
+        if frames.suffix.lower() != ".csv":
+            raise ValueError(f"{frames}: expected an index CSV or a folder of input frames")
+        try:
+            df = pd.read_csv(frames, dtype={"name": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{frames}: not a readable CSV ({exc})") from None
+        missing = [c for c in ("name", "height", "width") if c not in df.columns]
+        if missing:
+            raise ValueError(f"{frames}: missing column(s) {missing}; has {list(df.columns)}")
+        if df["name"].duplicated().any():
+            raise ValueError(f"{frames}: duplicate names {sorted(df.loc[df['name'].duplicated(), 'name'])[:5]}")
+        try:
+            return {str(n): (int(h), int(w)) for n, h, w in zip(df["name"], df["height"], df["width"], strict=True)}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{frames}: height/width must be integers ({exc})") from None
+    if not frames.is_dir():
+        raise ValueError(f"{frames}: no such index CSV or frames folder")
+    out: dict[str, tuple[int, int]] = {}
+    flat = sorted(p for p in frames.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    seqs = sorted(p for p in frames.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if flat and seqs:
+        raise ValueError(f"{frames}: mixes flat images and sequence folders; give one layout")
+    for path in flat:
+        if path.stem in out:
+            raise ValueError(f"{frames}: frame {path.stem!r} appears with two suffixes")
+        out[path.stem] = _image_size(path)
+    for seq in seqs:
+        for path in sorted(p for p in seq.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES):
+            if all_frames or _is_scored_frame(path.stem):
+                name = f"{seq.name}_{path.stem}"
+                if name in out:
+                    raise ValueError(f"{seq}: frame {path.stem!r} appears with two suffixes")
+                out[name] = _image_size(path)
+    if not out:
+        raise ValueError(f"{frames}: no input frames found (.png/.jpg, flat or in <seq>/ folders)")
+    return out
+
+
+def describe_run(params) -> str:
+    """The readme's free-text description: the members' architectures, the TTA mode and the ensemble weights."""
+    members = params.ensemble.members or tuple(params.models)
+    parts = []
+    for name in members:
+        cfg = params.models[name]
+        width = f" wf{cfg.width}" if cfg.width is not None else ""
+        extra = f" +{cfg.extra_blocks} res blocks" if cfg.extra_blocks else ""
+        parts.append(f"{name}={cfg.variant}{width}{extra} ({cfg.steps} steps)")
+    crops = params.tta.crops
+    tta = params.tta.submit
+    if "crops" in tta:
+        tta += f" (n={crops.n}, {crops.size}px, {crops.transforms})"
+    weights = "fitted" if params.ensemble.fit else (list(params.ensemble.weights) or "equal")
+    return f"HINet ensemble of {len(parts)}: {'; '.join(parts)}. TTA: {tta}. Ensemble weights: {weights}."
+
+
+def build_submission(params) -> Path:
+    """The ``package`` stage: zip the ensemble's 8-bit test predictions with the NTIRE readme, then validate the zip.
+
+    The runtime is the ensemble's measured seconds per frame (the sum over members, TTA included); the CPU/GPU flag
+    comes from the device that produced the predictions. A zip that fails validation is removed and an error raised.
+    """
+    import json
+
+    paths = params.paths
+    test_dir = Path(paths.ensemble) / "test300"
+    runtime = json.loads((test_dir / "runtime.json").read_text())
+    index_csv = Path(paths.data) / "index" / "test300.csv"
+    names = pd.read_csv(index_csv, dtype=str)["name"].tolist()
+    zip_path = Path(paths.submissions) / f"{params.package.name}.zip"
+    package(
+        test_dir / "png8",
+        names,
+        zip_path,
+        runtime_s=float(runtime["seconds_per_frame"]),
+        used_gpu="cuda" in str(runtime.get("device", "cpu")),
+        extra_data=params.package.extra_data,
+        description=params.package.description or describe_run(params),
+    )
+    problems = check(zip_path, expected_frames(index_csv))
+    if problems:
+        zip_path.unlink(missing_ok=True)
+        raise ValueError(f"{zip_path}: the packaged submission failed validation:\n  " + "\n  ".join(problems))
+    return zip_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``check ZIP --frames CSV_OR_DIR``: print every problem (or ``OK: N frames``); exit 1 on problems, 0 if valid."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.submission", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_check = sub.add_parser("check", help="validate a submission zip against the input frames")
+    p_check.add_argument("zip", type=Path, help="the submission zip")
+    p_check.add_argument(
+        "--frames",
+        type=Path,
+        required=True,
+        help="test index CSV (columns name,height,width) or folder of input frames (flat or <seq>/<frame>)",
+    )
+    p_check.add_argument(
+        "--all-frames", action="store_true", help="in a <seq>/<frame> tree expect every frame, not just 9, 19, ..., 99"
+    )
+    args = parser.parse_args(argv)
+    try:
+        expected = expected_frames(args.frames, all_frames=args.all_frames)
+    except ValueError as exc:
+        parser.error(f"--frames: {exc}")
+    problems = check(args.zip, expected)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"INVALID: {len(problems)} problem(s) in {args.zip}", file=sys.stderr)
+        return 1
+    print(f"OK: {len(expected)} frames")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""DVC stage ``package``: the NTIRE submission zip of the ensemble's test predictions, validated after writing."""
+
+from pipeline.config import load_params
+from pipeline.submission import build_submission
+
+
+def main() -> None:
+    zip_path = build_submission(load_params("params.yaml"))
+    print(f"wrote and validated {zip_path}")
+
+
+if __name__ == "__main__":
+    main()

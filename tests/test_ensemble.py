@@ -1,0 +1,190 @@
+"""Ensembles average the 16-bit predictions with normalised weights, fit weights honestly, and sum the runtime."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.ensemble import (
+    EnsembleError,
+    average_predictions,
+    fit_weights,
+    normalise_weights,
+    project_to_simplex,
+    run_ensemble,
+    split_fit_heldout,
+    to_uint8,
+)
+from pipeline.fileio import read_image, read_image16, write_image, write_image16, write_json
+
+H, W = 16, 24
+
+
+def write_member(split_dir, images: dict, spf: float, device: str = "cpu"):
+    """A member's prediction dir: png16 + png8 of float images in [0, 1], and runtime.json."""
+    for name, img in images.items():
+        write_image16(split_dir / "png16" / f"{name}.png", img)
+        write_image(split_dir / "png8" / f"{name}.png", to_uint8(img))
+    write_json(
+        split_dir / "runtime.json",
+        {"seconds_per_frame": spf, "frames": len(images), "device": device, "precision": "bf16", "tta": "x8"},
+    )
+
+
+def const(level_255: float) -> np.ndarray:
+    return np.full((H, W, 3), level_255 / 255.0, np.float32)
+
+
+def test_average_is_from_16_bit_not_8_bit(tmp_path):
+    # 100.4 and 101.4 grey levels: their 16-bit mean is 100.9 -> 101, but the 8-bit files (100, 101) average to 100.5,
+    # which rounds (half to even) to 100. Only the 16-bit path gives 101.
+    write_member(tmp_path / "a", {"f": const(100.4)}, 1.0)
+    write_member(tmp_path / "b", {"f": const(101.4)}, 1.0)
+    eight_bit = (read_image(tmp_path / "a/png8/f.png").astype(float) + read_image(tmp_path / "b/png8/f.png")) / 2
+    assert np.all(to_uint8(eight_bit / 255.0) == 100)
+    [(name, img)] = list(average_predictions([tmp_path / "a", tmp_path / "b"], ["f"], None))
+    assert name == "f" and img.dtype == np.float32 and img.shape == (H, W, 3)
+    expected = (read_image16(tmp_path / "a/png16/f.png") + read_image16(tmp_path / "b/png16/f.png")) / 2
+    np.testing.assert_allclose(img, expected, rtol=0, atol=1e-7)
+    assert abs(float(img[0, 0, 0]) * 255 - 100.9) < 255 / 65535
+    assert np.all(to_uint8(img) == 101)
+
+
+def test_weights_are_normalised(tmp_path):
+    write_member(tmp_path / "a", {"f": const(40)}, 1.0)
+    write_member(tmp_path / "b", {"f": const(200)}, 1.0)
+    [(_, img)] = list(average_predictions([tmp_path / "a", tmp_path / "b"], ["f"], [1.0, 3.0]))
+    a16, b16 = round(40 / 255 * 65535) / 65535, round(200 / 255 * 65535) / 65535
+    np.testing.assert_allclose(img, 0.25 * a16 + 0.75 * b16, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(normalise_weights([2, 2, 4], 3), [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(normalise_weights(None, 4), [0.25] * 4)
+
+
+def test_bad_inputs_are_named(tmp_path):
+    write_member(tmp_path / "a", {"f": const(40), "g": const(40)}, 1.0)
+    write_member(tmp_path / "b", {"f": const(40)}, 1.0)
+    write_image16(tmp_path / "c" / "png16" / "f.png", np.zeros((H, W + 8, 3), np.float32))
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(EnsembleError, match=r"b/png16/g\.png: member prediction missing"):
+        list(average_predictions(dirs, ["f", "g"], None))
+    with pytest.raises(EnsembleError, match=r"c/png16/f\.png: size \(16, 32\) differs"):
+        list(average_predictions([tmp_path / "a", tmp_path / "c"], ["f"], None))
+    with pytest.raises(EnsembleError, match=r"got 3 weight\(s\) for 2 member\(s\)"):
+        list(average_predictions(dirs, ["f"], [1, 1, 1]))
+    with pytest.raises(EnsembleError, match="non-negative"):
+        list(average_predictions(dirs, ["f"], [1, -0.5]))
+    with pytest.raises(EnsembleError, match="all be zero"):
+        normalise_weights([0, 0], 2)
+
+
+def test_simplex_projection_and_split():
+    np.testing.assert_allclose(project_to_simplex(np.array([0.2, 0.3, 0.5])), [0.2, 0.3, 0.5])
+    np.testing.assert_allclose(project_to_simplex(np.array([2.0, 0.0, 0.0])), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(project_to_simplex(np.array([1.0, 1.0, -5.0])), [0.5, 0.5, 0.0])
+    names = [f"{i:03d}" for i in range(10)]
+    fit, held = split_fit_heldout(names, 0.3, seed=1)
+    assert len(fit) == 3 and len(held) == 7 and sorted(fit + held) == names
+    assert (fit, held) == split_fit_heldout(list(reversed(names)), 0.3, seed=1)
+    with pytest.raises(EnsembleError, match="fit_fraction must be in"):
+        split_fit_heldout(names, 1.0, 0)
+
+
+def make_val(tmp_path, n=8, sigma_a=2.0, sigma_b=20.0, spf=(0.5, 1.25), devices=("cpu", "cpu")):
+    """Sharp frames plus two members: 'good' (small noise) and 'bad' (large noise), and the val300 index."""
+    rng = np.random.default_rng(3)
+    rows, good, bad = [], {}, {}
+    for i in range(n):
+        name = f"000_{i:08d}"
+        sharp = rng.integers(40, 215, size=(H, W, 3)).astype(np.uint8)
+        write_image(tmp_path / "sharp" / f"{name}.png", sharp)
+        write_image(tmp_path / "blur" / f"{name}.png", np.clip(sharp.astype(int) + 30, 0, 255).astype(np.uint8))
+        good[name] = np.clip((sharp + rng.normal(0, sigma_a, sharp.shape)) / 255, 0, 1).astype(np.float32)
+        bad[name] = np.clip((sharp + rng.normal(0, sigma_b, sharp.shape)) / 255, 0, 1).astype(np.float32)
+        rows.append(
+            {"split": "val300", "seq": "000", "frame": f"{i:08d}", "name": name,
+             "blur_path": str(tmp_path / "blur" / f"{name}.png"),
+             "sharp_path": str(tmp_path / "sharp" / f"{name}.png"), "height": H, "width": W}
+        )  # fmt: skip
+    write_member(tmp_path / "pred/good/val300", good, spf[0], devices[0])
+    write_member(tmp_path / "pred/bad/val300", bad, spf[1], devices[1])
+    return pd.DataFrame(rows)
+
+
+def test_fit_weights_prefers_the_better_member(tmp_path):
+    index = make_val(tmp_path)
+    dirs = [tmp_path / "pred/good/val300", tmp_path / "pred/bad/val300"]
+    w, report = fit_weights(dirs, index, fit_fraction=0.5, seed=0, member_names=["good", "bad"])
+    assert sum(w) == pytest.approx(1.0) and min(w) >= 0
+    # Independent noise of sigma 2 and 20: the MSE-optimal weight of the good member is 400 / 404.
+    assert w[0] == pytest.approx(400 / 404, abs=0.02)
+    assert set(report) == {
+        "fit_frames", "heldout_frames", "fit_fraction", "seed", "weights", "fit_psnr_fitted", "fit_psnr_equal",
+        "heldout_psnr_fitted", "heldout_psnr_equal", "heldout_gain_db",
+    }  # fmt: skip
+    assert report["fit_frames"] == 4 and report["heldout_frames"] == 4
+    assert list(report["weights"]) == ["good", "bad"]
+    # Equal weights halve the bad member's noise only: sigma ~ sqrt(4 + 400) / 2 ~ 10 -> ~28.1 dB; fitted ~ 42 dB.
+    assert report["heldout_gain_db"] > 10
+    assert report["heldout_gain_db"] == pytest.approx(
+        report["heldout_psnr_fitted"] - report["heldout_psnr_equal"], abs=2e-4
+    )
+    assert report["heldout_psnr_equal"] == pytest.approx(20 * math.log10(255 / (math.sqrt(404) / 2)), abs=0.5)
+
+
+def test_run_ensemble_writes_splits_sums_runtime_and_scores(tmp_path):
+    index = make_val(tmp_path)
+    rng = np.random.default_rng(9)
+    test_imgs = {f"100_{i:08d}": rng.random((H, W, 3), dtype=np.float32) for i in range(3)}
+    write_member(tmp_path / "pred/good/test300", test_imgs, 0.5)
+    write_member(tmp_path / "pred/bad/test300", test_imgs, 1.25)
+    members = {m: {s: tmp_path / "pred" / m / s for s in ("val300", "test300")} for m in ("good", "bad")}
+    out_root = tmp_path / "ensemble"
+    result = run_ensemble(
+        members,
+        ["val300", "test300"],
+        out_root,
+        None,
+        True,
+        0.5,
+        index,
+        metrics_json=tmp_path / "metrics/ensemble.json",
+        per_image_csv=tmp_path / "plots/ensemble.csv",
+    )
+    assert sorted(p.name for p in out_root.iterdir()) == ["test300", "val300"]  # no temporary leftovers
+    assert sorted(p.stem for p in (out_root / "test300/png8").iterdir()) == sorted(test_imgs)
+    assert len(list((out_root / "val300/png16").iterdir())) == 8
+    rt = json.loads((out_root / "test300/runtime.json").read_text())
+    assert rt["seconds_per_frame"] == 1.75 and rt["frames"] == 3 and rt["device"] == "cpu"
+    assert rt["members"] == ["good", "bad"]
+    # Identical members: the test-split ensemble equals each of them (up to 16-bit quantisation).
+    np.testing.assert_allclose(
+        read_image16(out_root / "test300/png16/100_00000001.png"), test_imgs["100_00000001"], atol=1 / 65535
+    )
+    assert json.loads((tmp_path / "metrics/ensemble.json").read_text()) == result
+    assert {"psnr", "ssim", "gain_db", "frames", "input", "members", "weights", "seconds_per_frame", "device",
+            "member_psnr", "best_member", "best_member_psnr", "gain_over_best_member_db", "fit",
+            "settings"} == set(result)  # fmt: skip
+    assert result["seconds_per_frame"] == 1.75 and result["frames"] == 8
+    assert result["best_member"] == "good"
+    assert result["psnr"] >= result["best_member_psnr"] - 0.05
+    assert result["member_psnr"]["good"] == pytest.approx(20 * math.log10(255 / 2), abs=0.5)
+    assert result["weights"]["good"] > 0.95
+    csv = pd.read_csv(tmp_path / "plots/ensemble.csv")
+    assert len(csv) == 8 and csv["psnr"].mean() == pytest.approx(result["psnr"], abs=1e-3)
+
+
+def test_run_ensemble_fixed_weights_and_devices(tmp_path):
+    index = make_val(tmp_path, n=3, devices=("cuda:0", "cpu"))
+    members = {m: {"val300": tmp_path / "pred" / m / "val300"} for m in ("good", "bad")}
+    kw = dict(metrics_json=tmp_path / "m.json", per_image_csv=tmp_path / "p.csv")
+    result = run_ensemble(members, ["val300"], tmp_path / "ens", [3, 1], False, 0.5, index, **kw)
+    assert result["weights"] == {"good": 0.75, "bad": 0.25} and "fit" not in result
+    assert result["device"] == "cuda:0,cpu"
+    with pytest.raises(EnsembleError, match="must include 'val300'"):
+        run_ensemble(members, ["test300"], tmp_path / "ens", None, False, 0.5, index, **kw)
+    with pytest.raises(EnsembleError, match=r"member 'good' has no prediction dir for split\(s\) \['test300'\]"):
+        run_ensemble(members, ["val300", "test300"], tmp_path / "ens", None, False, 0.5, index, **kw)

@@ -1,0 +1,161 @@
+"""Scoring of 8-bit predictions and the per-model summary JSON, on tiny synthetic frames with known PSNR."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import metrics
+from pipeline.evaluate import EvaluationError, evaluate_model, score_dir, score_inputs, summarize
+from pipeline.fileio import write_image, write_json
+
+NAMES = ["000_00000009", "000_00000019", "001_00000009"]
+
+
+def psnr_of_offset(offset: int) -> float:
+    """PSNR (peak 255) of an image against itself shifted by a constant: 20 log10(255 / |offset|)."""
+    return 20 * math.log10(255 / abs(offset))
+
+
+@pytest.fixture()
+def frames(tmp_path):
+    """Three 24x32 sharp frames, blurry inputs at +10 grey levels, and an index CSV describing them."""
+    rng = np.random.default_rng(0)
+    rows, sharp = [], {}
+    for name in NAMES:
+        img = rng.integers(20, 230, size=(24, 32, 3), dtype=np.uint8)
+        sharp[name] = img
+        write_image(tmp_path / "sharp" / f"{name}.png", img)
+        write_image(tmp_path / "blur" / f"{name}.png", img + 10)
+        seq, frame = name.split("_")
+        rows.append(
+            {
+                "split": "val300",
+                "seq": seq,
+                "frame": frame,
+                "name": name,
+                "blur_path": str(tmp_path / "blur" / f"{name}.png"),
+                "sharp_path": str(tmp_path / "sharp" / f"{name}.png"),
+                "height": 24,
+                "width": 32,
+            }
+        )
+    index = pd.DataFrame(rows)
+    index.to_csv(tmp_path / "val300.csv", index=False)
+    return tmp_path, index, sharp
+
+
+def write_preds(pred_dir, sharp, offset):
+    for name, img in sharp.items():
+        write_image(pred_dir / f"{name}.png", (img.astype(np.int16) + offset).astype(np.uint8))
+
+
+def test_score_dir_exact_psnr_and_ssim(frames):
+    root, index, sharp = frames
+    write_preds(root / "pred", sharp, 5)
+    df = score_dir(root / "pred", index)
+    assert list(df.columns) == ["name", "psnr", "ssim"]
+    assert list(df["name"]) == NAMES
+    np.testing.assert_allclose(df["psnr"], psnr_of_offset(5), rtol=0, atol=1e-9)
+    expected_ssim = [metrics.ssim(sharp[n] + 5, sharp[n]) for n in NAMES]
+    np.testing.assert_allclose(df["ssim"], expected_ssim, rtol=0, atol=1e-12)
+    assert all(0.9 < s < 1.0 for s in expected_ssim)
+
+
+def test_score_dir_parallel_matches_serial(frames):
+    root, index, sharp = frames
+    write_preds(root / "pred", sharp, -3)
+    serial = score_dir(root / "pred", index)
+    parallel = score_dir(root / "pred", index, workers=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_missing_predictions_are_all_named(frames):
+    root, index, sharp = frames
+    write_preds(root / "pred", sharp, 5)
+    (root / "pred" / f"{NAMES[0]}.png").unlink()
+    (root / "pred" / f"{NAMES[2]}.png").unlink()
+    with pytest.raises(EvaluationError, match=rf"2 of 3 prediction\(s\) missing: {NAMES[0]}, {NAMES[2]}"):
+        score_dir(root / "pred", index)
+
+
+def test_size_mismatch_names_file(frames):
+    root, index, sharp = frames
+    write_preds(root / "pred", sharp, 5)
+    write_image(root / "pred" / f"{NAMES[1]}.png", np.zeros((16, 32, 3), np.uint8))
+    with pytest.raises(EvaluationError, match=rf"{NAMES[1]}\.png: size \(16, 32\) differs"):
+        score_dir(root / "pred", index)
+
+
+def test_test_split_without_sharp_is_rejected(frames):
+    root, index, sharp = frames
+    write_preds(root / "pred", sharp, 5)
+    index = index.assign(sharp_path="")
+    with pytest.raises(EvaluationError, match="'sharp_path' is empty for 3 frame"):
+        score_dir(root / "pred", index)
+
+
+def test_summarize_gain(frames):
+    root, index, sharp = frames
+    write_preds(root / "pred", sharp, 5)
+    inputs = score_inputs(index)
+    np.testing.assert_allclose(inputs["psnr"], psnr_of_offset(10), atol=1e-9)
+    summary = summarize(score_dir(root / "pred", index), inputs)
+    assert set(summary) == {"psnr", "ssim", "gain_db", "frames"}
+    assert summary["frames"] == 3
+    assert summary["psnr"] == pytest.approx(psnr_of_offset(5), abs=1e-4)
+    # Halving the error gains 20 log10(2) dB.
+    assert summary["gain_db"] == pytest.approx(20 * math.log10(2), abs=1e-4)
+
+
+def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
+    root, _, sharp = frames
+    pred_root = root / "predictions" / "m1"
+    for mode, offset, spf in [("plain", 5, 0.25), ("x8", 2, 2.0)]:
+        split_dir = pred_root / mode / "val300"
+        write_preds(split_dir / "png8", sharp, offset)
+        write_json(
+            split_dir / "runtime.json",
+            {"seconds_per_frame": spf, "frames": 3, "device": "cpu", "precision": "bf16", "tta": mode},
+        )
+    out = evaluate_model(
+        "m1",
+        pred_root,
+        ["plain", "x8"],
+        root / "val300.csv",
+        root / "plots" / "m1",
+        root / "metrics" / "m1.json",
+        extra={"params": 1234, "macs_g_256": 0.5},
+    )
+    on_disk = json.loads((root / "metrics" / "m1.json").read_text())
+    assert on_disk == out
+    assert list(out) == ["model", "input", "frames", "tta", "params", "macs_g_256"]
+    assert out["model"] == "m1" and out["params"] == 1234 and out["frames"] == 3
+    assert out["input"]["psnr"] == pytest.approx(psnr_of_offset(10), abs=1e-4)
+    assert set(out["tta"]) == {"plain", "x8"}
+    assert set(out["tta"]["x8"]) == {"psnr", "ssim", "gain_db", "seconds_per_frame", "device", "precision", "settings"}
+    assert out["tta"]["plain"]["psnr"] == pytest.approx(psnr_of_offset(5), abs=1e-4)
+    assert out["tta"]["x8"]["psnr"] == pytest.approx(psnr_of_offset(2), abs=1e-4)
+    assert out["tta"]["x8"]["gain_db"] == pytest.approx(20 * math.log10(5), abs=1e-4)
+    assert out["tta"]["x8"]["seconds_per_frame"] == 2.0
+    assert out["tta"]["plain"]["device"] == "cpu"
+    csv = pd.read_csv(root / "plots" / "m1" / "x8.csv", dtype={"name": str})
+    assert list(csv.columns) == ["name", "psnr", "ssim", "input_psnr", "gain_db"]
+    assert list(csv["name"]) == NAMES
+    np.testing.assert_allclose(csv["gain_db"], 20 * math.log10(5), atol=1e-4)
+
+
+def test_evaluate_model_missing_runtime_and_key_clash(frames):
+    root, _, sharp = frames
+    pred_root = root / "predictions" / "m1"
+    write_preds(pred_root / "plain" / "val300" / "png8", sharp, 5)
+    args = ("m1", pred_root, ["plain"], root / "val300.csv", root / "plots", root / "m.json")
+    with pytest.raises(EvaluationError, match=r"runtime\.json: runtime record not found"):
+        evaluate_model(*args)
+    write_json(pred_root / "plain" / "val300" / "runtime.json", {"seconds_per_frame": 1.0, "device": "cpu"})
+    with pytest.raises(EvaluationError, match=r"\['model'\] would overwrite"):
+        evaluate_model(*args, extra={"model": "other"})

@@ -1,0 +1,263 @@
+"""Tiling, blending, dihedral and random-crop TTA: exact round trips and agreement with whole-image inference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pipeline.config import CropsConfig
+from pipeline.device import prepare_model, resolve_precision
+from pipeline.inference import (
+    accumulate,
+    blend_window,
+    dihedral,
+    dihedral_inverse,
+    plan_patches,
+    random_crops,
+    restore,
+    tile_patches,
+    tile_positions,
+)
+
+
+class Identity(nn.Module):
+    """Returns its input as the last output (the first output is deliberately different)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.eval()
+
+    def forward(self, x):
+        return [x.flip(-1), x]
+
+
+class Counting(Identity):
+    """Identity that records the batch shape of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape))
+        return super().forward(x)
+
+
+def asymmetric_conv() -> nn.Module:
+    """A conv with weight only on one off-centre tap: not invariant under any non-trivial dihedral transform."""
+    conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 0, 2] = torch.tensor([[0.9, 0.2, -0.1], [0.1, 0.7, 0.3], [-0.2, 0.4, 0.8]])
+    return conv.eval()
+
+
+def two_conv_net() -> nn.Module:
+    """Translation-equivariant (zero-padded) net with receptive radius 2."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, 3, 3, padding=1)).eval()
+
+
+def image(h: int, w: int, n: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, 3, h, w), generator=torch.Generator().manual_seed(seed))
+
+
+def test_dihedral_inverse_is_exact_and_transforms_distinct():
+    x = torch.randn(2, 3, 5, 7)
+    outs = []
+    for i in range(8):
+        y = dihedral(x, i)
+        assert torch.equal(dihedral_inverse(y, i), x)
+        outs.append(y)
+    shapes = [tuple(y.shape[-2:]) for y in outs]
+    assert shapes == [(5, 7), (7, 5)] * 4
+    square = torch.arange(16.0).reshape(1, 1, 4, 4)
+    flat = {tuple(dihedral(square, i).flatten().tolist()) for i in range(8)}
+    assert len(flat) == 8
+    assert torch.equal(dihedral(x, 4), x.flip(-1))
+    assert torch.equal(dihedral(x, 1), torch.rot90(x, 1, (-2, -1)))
+    assert torch.equal(dihedral(x, 6), x.flip(-2))
+    with pytest.raises(ValueError, match="0..7"):
+        dihedral(x, 8)
+
+
+def test_tile_positions_cover_with_adaptive_stride():
+    assert tile_positions(720, 256, 32) == [0, 154, 309, 464]
+    assert tile_positions(480, 256, 32) == [0, 224]
+    assert tile_positions(256, 256, 32) == [0]
+    assert tile_positions(100, 256, 32) == [0]
+    for size, tile, overlap in [(1280, 256, 32), (97, 32, 8), (33, 32, 31), (1000, 64, 0)]:
+        pos = tile_positions(size, tile, overlap)
+        assert pos[0] == 0 and pos[-1] + tile == size
+        assert all(b - a <= tile - overlap for a, b in zip(pos, pos[1:], strict=False))
+    with pytest.raises(ValueError, match="overlap"):
+        tile_positions(100, 32, 32)
+    with pytest.raises(ValueError, match="tile"):
+        tile_positions(100, 0, 0)
+
+
+def test_blend_window_shape():
+    w = blend_window(32, 16, flush_start=False, flush_end=False)
+    assert w[:4].tolist() == [0.0] * 4  # margin overlap // 4 is discarded
+    assert 0 < w[4] < w[5] < w[7] < 1 and w[8:24].tolist() == [1.0] * 16
+    assert torch.equal(w, w.flip(0))
+    assert torch.equal(blend_window(32, 16, True, True), torch.ones(32, dtype=torch.float64))
+    edge = blend_window(32, 16, True, False)
+    assert edge[0] == 1 and edge[-1] == 0
+
+
+@pytest.mark.parametrize(
+    "h,w,tile,overlap", [(80, 112, 32, 16), (97, 61, 32, 8), (50, 50, 48, 3), (20, 300, 64, 63), (16, 16, 32, 8)]
+)
+def test_tiles_give_every_pixel_positive_weight(h, w, tile, overlap):
+    x = image(h, w)
+    _, weight = accumulate(Identity(), x, tile_patches(h, w, tile, overlap), overlap=overlap)
+    assert weight.min().item() > 0
+
+
+def test_tiled_matches_whole_image_for_translation_equivariant_model():
+    model = two_conv_net()
+    x = image(80, 112)
+    with torch.no_grad():
+        whole = model(x)
+    tiled = restore(model, x, tile=32, overlap=16, precision="fp32", clamp=False)
+    assert (tiled - whole).abs().max().item() < 1e-5
+    # Without blending margins (overlap 0: flat windows) the cut receptive fields show as seams.
+    seams = restore(model, x, tile=32, overlap=0, precision="fp32", clamp=False)
+    assert (seams - whole).abs().max().item() > 1e-3
+
+
+def test_x8_with_asymmetric_model_equals_hand_average():
+    model = asymmetric_conv()
+    x = image(24, 40, seed=3)
+    with torch.no_grad():
+        hand = torch.stack([dihedral_inverse(model(dihedral(x, i)), i) for i in range(8)]).mean(0)
+        plain = model(x)
+    for tile, overlap in [(64, 8), (16, 8)]:  # one whole-image tile, then a grid of tiles
+        got = restore(model, x, tile=tile, overlap=overlap, tta="x8", precision="fp32", clamp=False)
+        assert (got - hand).abs().max().item() < 1e-6
+    assert (hand - plain).abs().max().item() > 1e-2
+
+
+def test_identity_round_trips_exactly_through_tiles_x8_and_crops():
+    x = image(40, 56, n=2)
+    crops = CropsConfig(n=50, size=24, transforms="all8", seed=1)
+    for tta in ("plain", "x8", "crops", "x8+crops"):
+        out = restore(Identity(), x, tile=32, overlap=8, tta=tta, crops=crops, batch=4, precision="bf16")
+        assert torch.equal(out, x), tta
+
+
+def test_crops_and_tiles_cover_every_pixel_and_crops_contribute():
+    h, w = 45, 70
+    x = image(h, w)
+    crops = CropsConfig(n=30, size=20, transforms="flips", seed=2)
+    tiles_only = plan_patches(h, w, tile=32, overlap=8, tta="plain")
+    both = plan_patches(h, w, tile=32, overlap=8, tta="crops", crops=crops)
+    assert both[: len(tiles_only)] == tiles_only and len(both) == len(tiles_only) + 30
+    _, w_tiles = accumulate(Identity(), x, tiles_only, overlap=8)
+    _, w_both = accumulate(Identity(), x, both, overlap=8)
+    assert w_both.min().item() > 0
+    extra = w_both - w_tiles
+    assert extra.min().item() >= -1e-12 and extra.sum().item() > 30 * 10  # each crop adds its (tapered) window
+
+
+def test_random_crops_are_seeded_in_bounds_and_use_the_transform_set():
+    cfg = CropsConfig(n=200, size=32, transforms="all8", seed=7)
+    a, b = random_crops(50, 90, cfg), random_crops(50, 90, cfg)
+    assert a == b and a != random_crops(50, 90, CropsConfig(n=200, size=32, seed=8))
+    assert all(0 <= p.y <= 18 and 0 <= p.x <= 58 and (p.h, p.w) == (32, 32) for p in a)
+    assert {p.t for p in a} == set(range(8))
+    assert {p.t for p in random_crops(50, 90, CropsConfig(n=100, transforms="flips"))} == {0, 2, 4, 6}
+    assert {p.t for p in random_crops(50, 90, CropsConfig(n=20, transforms="identity"))} == {0}
+    small = random_crops(10, 90, CropsConfig(n=5, size=32))
+    assert all((p.h, p.w) == (10, 32) for p in small)
+
+
+def test_crops_are_batched_per_transform():
+    model = Counting()
+    crops = CropsConfig(n=37, size=16, transforms="all8", seed=0)
+    x = image(32, 48)
+    restore(model, x, tile=32, overlap=8, tta="crops", crops=crops, batch=8, precision="fp32")
+    per_t: dict[int, int] = {}
+    for p in random_crops(32, 48, crops):
+        per_t[p.t] = per_t.get(p.t, 0) + 1
+    crop_calls = [c for c in model.calls if c[-2:] == (16, 16)]
+    assert sum(c[0] for c in crop_calls) == 37
+    assert len(crop_calls) == sum(math.ceil(n / 8) for n in per_t.values())
+    tile_calls = [c for c in model.calls if c[-2:] == (32, 32)]
+    assert sum(c[0] for c in tile_calls) == len(tile_positions(48, 32, 8))
+
+
+def test_restore_uint8_hwc_returns_float_in_unit_range():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    out = restore(Identity(), img, tile=32, overlap=8, tta="x8")
+    assert out.dtype == np.float32 and out.shape == img.shape
+    assert np.array_equal(out, img.astype(np.float32) / np.float32(255))
+    assert np.array_equal(np.round(out * 255).astype(np.uint8), img)
+    bright = restore(nn.Sequential(Identity(), _Scale(3.0)).eval(), img, tile=64, overlap=8)
+    assert bright.max() == 1.0 and bright.min() >= 0.0
+
+
+class _Scale(nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return x[-1] * self.s - 0.5
+
+
+def test_restore_leaves_model_untouched_and_precision_choices_agree():
+    model = two_conv_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = image(48, 64)
+    fp32 = restore(model, x, tile=32, overlap=8, precision="fp32", clamp=False)
+    bf16 = restore(model, x, tile=32, overlap=8, precision="bf16", clamp=False)
+    assert 0 < (fp32 - bf16).abs().max().item() < 5e-2
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    cl = prepare_model(two_conv_net(), "cpu", channels_last=True)
+    assert torch.allclose(restore(cl, x, tile=32, overlap=8, precision="fp32", clamp=False), fp32, atol=1e-5)
+
+
+def test_argument_errors_are_clear():
+    x = image(16, 16)
+    with pytest.raises(ValueError, match="overlap"):
+        restore(Identity(), x, tile=32, overlap=32)
+    with pytest.raises(ValueError, match="tta mode"):
+        restore(Identity(), x, tta="x4")
+    with pytest.raises(ValueError, match="batch"):
+        restore(Identity(), x, batch=0)
+    with pytest.raises(ValueError, match="crops.transforms"):
+        restore(Identity(), x, tta="crops", crops=CropsConfig(transforms="rot"))
+    with pytest.raises(ValueError, match="fp16"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        restore(Identity(), x, precision="fp8")
+    with pytest.raises(ValueError, match="HWC"):
+        restore(Identity(), np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="floating point"):
+        restore(Identity(), torch.zeros((3, 4, 4), dtype=torch.uint8))
+
+
+def test_hinet_tiny_identity_init_round_trips_and_trained_tiny_is_seamless():
+    from pipeline.models import create_model, identity_init
+
+    torch.manual_seed(0)
+    model = identity_init(create_model("hinet-tiny")).eval()
+    x = image(32, 48)
+    crops = CropsConfig(n=6, size=32, seed=0)
+    out = restore(model, x, tile=32, overlap=16, tta="x8+crops", crops=crops, batch=4, precision="bf16")
+    assert torch.equal(out, x)
+    net = create_model("hinet-tiny").eval()
+    with torch.no_grad():
+        whole = net(x)[-1].clamp(0, 1)
+    tiled = restore(net, x, tile=32, overlap=16, precision="fp32")
+    # Instance norm and a wide receptive field make tiles differ from the whole image, but only slightly.
+    assert 0 < (tiled - whole).abs().mean().item() < 0.02

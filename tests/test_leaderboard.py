@@ -1,0 +1,173 @@
+"""The leaderboard table, its ablation ladder and Pareto front, its files, and the cross-experiment merge."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.fileio import write_json
+from pipeline.leaderboard import (
+    COLUMNS,
+    LeaderboardError,
+    ablation_ladder,
+    build_leaderboard,
+    main,
+    merge_experiments,
+    pareto_front,
+    pivot_psnr,
+    write_leaderboard,
+)
+
+SAMPLE = Path(__file__).parent / "data" / "exp_show_sample.json"
+
+
+def mode(psnr, spf, settings=None):
+    return {"psnr": psnr, "ssim": 0.8, "gain_db": round(psnr - 25.0, 4), "seconds_per_frame": spf, "device": "cpu",
+            "precision": "bf16", "settings": settings or ""}  # fmt: skip
+
+
+@pytest.fixture()
+def metrics_files(tmp_path):
+    inp = {"psnr": 25.0, "ssim": 0.7}
+    wide = {"model": "wide", "variant": "hinet-2x-deep", "width": 128, "extra_blocks": 2, "params": 5000,
+            "macs_g_256": 2.5, "steps": 100, "best_psnr": 1, "final_psnr": 1}  # fmt: skip
+    write_json(tmp_path / "train/wide.json", wide)
+    write_json(tmp_path / "train/base.json", {"model": "base", "variant": "hinet-1x", "params": 1000, "steps": 50})
+    write_json(
+        tmp_path / "eval/wide.json",
+        {"model": "wide", "input": inp, "frames": 12, "crops": {"n": 64, "size": 32},
+         "tta": {"plain": mode(27.0, 1.0, "plain"), "x8": mode(27.3, 8.0, "x8"), "x8+crops": mode(27.4, 20.0)}},
+    )  # fmt: skip
+    write_json(
+        tmp_path / "eval/base.json",
+        {"model": "base", "input": inp, "frames": 12, "tta": {"plain": mode(26.0, 0.5), "x8": mode(27.35, 4.0)}},
+    )
+    write_json(
+        tmp_path / "ensemble.json",
+        {"psnr": 27.5, "ssim": 0.81, "gain_db": 2.5, "frames": 12, "input": inp, "members": ["wide", "base"],
+         "weights": {"wide": 0.6, "base": 0.4}, "seconds_per_frame": 24.0, "device": "cpu", "best_member_psnr": 27.4,
+         "fit": {"heldout_gain_db": 0.012}, "settings": "ensemble(wide:x8+crops, base:x8)"},
+    )  # fmt: skip
+    return tmp_path
+
+
+def build(root):
+    return build_leaderboard(
+        None,
+        [root / "eval/wide.json", root / "eval/base.json"],
+        root / "ensemble.json",
+        [root / "train/wide.json", root / "train/base.json"],
+    )
+
+
+def test_rows_and_columns(metrics_files):
+    df = build(metrics_files)
+    assert list(df.columns) == COLUMNS
+    assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "base/x8", "wide/x8", "wide/plain", "base/plain", "input"]
+    assert list(df["rank"]) == [1, 2, 3, 4, 5, 6, 7]
+    assert list(df["psnr"]) == [27.5, 27.4, 27.35, 27.3, 27.0, 26.0, 25.0]
+    row = df.set_index("entry")
+    assert row.loc["wide/x8", "params"] == 5000 and row.loc["wide/x8", "macs_g"] == 2.5
+    assert row.loc["base/plain", "params"] == 1000 and math.isnan(row.loc["base/plain", "macs_g"])
+    assert row.loc["ensemble", "params"] == 6000 and math.isnan(row.loc["ensemble", "macs_g"])
+    assert row.loc["ensemble", "model"] == "wide+base" and row.loc["ensemble", "seconds_per_frame"] == 24.0
+    assert row.loc["input", "gain_db"] == 0.0 and row.loc["input", "seconds_per_frame"] == 0.0
+    assert row.loc["input", "settings"] == "blurry input, 12 frames"
+    assert row.loc["wide/x8", "settings"] == "variant=hinet-2x-deep width=128 extra_blocks=2 steps=100 tta=x8 bf16"
+    assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 size=32 bf16")
+    assert row.loc["base/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
+    assert row.loc["ensemble", "settings"].startswith("weights wide=0.600 base=0.400 (fitted; held-out +0.012 dB")
+    # Front: input (0 s), base/plain (0.5 s), wide/plain (1 s), base/x8 (4 s, beats wide/x8 at 8 s), then
+    # wide/x8+crops and the ensemble, each better and slower.
+    assert set(df.loc[df["pareto"], "entry"]) == {
+        "input", "base/plain", "wide/plain", "base/x8", "wide/x8+crops", "ensemble"
+    }  # fmt: skip
+
+
+def test_bad_metrics_file_is_named(metrics_files, tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(LeaderboardError, match=r"broken\.json: not valid JSON"):
+        build_leaderboard(None, [tmp_path / "broken.json"], None, [])
+    with pytest.raises(LeaderboardError, match=r"train/wide\.json: no 'tta' scores"):
+        build_leaderboard(None, [metrics_files / "train/wide.json"], None, [])
+
+
+def test_pareto_front_hand_made():
+    seconds = [1.0, 2.0, 2.0, 0.5, 3.0, float("nan"), 0.5]
+    psnr = [30.0, 29.0, 31.0, 28.0, 31.0, 40.0, 28.0]
+    # (2, 29) is beaten by (1, 30); (3, 31) by (2, 31); NaN runtime is never on the front; exact ties both stay.
+    assert pareto_front(seconds, psnr).tolist() == [True, False, True, True, False, False, True]
+
+
+def test_ablation_ladder_steps(metrics_files):
+    ladder = ablation_ladder(build(metrics_files))
+    # The single model is the one with the best no-TTA PSNR (wide), even though base/x8 beats wide/x8.
+    assert list(ladder["step"]) == ["blurry input", "wide (no TTA)", "+ x8 flips/rotations", "+ random crops",
+                                    "+ ensemble"]  # fmt: skip
+    np.testing.assert_allclose(ladder["psnr"], [25.0, 27.0, 27.3, 27.4, 27.5])
+    np.testing.assert_allclose(ladder["delta_db"], [0.0, 2.0, 0.3, 0.1, 0.1], atol=1e-9)
+    np.testing.assert_allclose(ladder["total_db"], [0.0, 2.0, 2.3, 2.4, 2.5], atol=1e-9)
+
+
+def test_write_leaderboard_files(metrics_files, tmp_path):
+    df = build(metrics_files)
+    paths = write_leaderboard(df, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "ablation_ladder.png", "leaderboard.csv", "leaderboard.json", "leaderboard.md", "pareto.png"
+    ]  # fmt: skip
+    for key in ("ladder", "pareto"):
+        data = paths[key].read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 10
+    assert json.loads(paths["json"].read_text()) == {
+        "best_entry": "ensemble",
+        "best_psnr": 27.5,
+        "best_single_entry": "wide/x8+crops",
+        "best_single_psnr": 27.4,
+        "ensemble_psnr": 27.5,
+        "input_psnr": 25.0,
+        "n_rows": 7,
+    }
+    back = pd.read_csv(paths["csv"])
+    assert list(back.columns) == COLUMNS and list(back["entry"]) == list(df["entry"])
+    md = paths["md"].read_text()
+    assert "| entry" in md and "| wide/x8+crops" in md and "27.400" in md and "5,000" in md
+
+
+def test_merge_experiments_on_recorded_dvc_output():
+    df = merge_experiments(json.loads(SAMPLE.read_text()))
+    base = ["experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
+    assert list(df.columns) == base + ["seconds_per_frame", "device", "ensemble.fit", "tta.crops.n", "tta.ladder"]
+    # The workspace repeats the last experiment and is dropped; 'noladdercrops' has no crops rows.
+    counts = df["experiment"].value_counts().to_dict()
+    assert counts == {"master": 8, "crops16": 8, "fitted": 8, "noladdercrops": 6}
+    assert set(df["kind"]) == {"baseline", "experiment"}
+    row = df.set_index(["experiment", "entry"])
+    assert row.loc[("crops16", "a/x8+crops"), "psnr"] == pytest.approx(25.216)
+    assert row.loc[("master", "a/x8+crops"), "psnr"] == pytest.approx(25.204)
+    assert row.loc[("fitted", "ensemble"), "psnr"] == pytest.approx(25.615)
+    assert row.loc[("fitted", "ensemble"), "model"] == "a+b"
+    assert row.loc[("master", "input"), "psnr"] == pytest.approx(24.1234)
+    assert bool(row.loc[("fitted", "ensemble"), "ensemble.fit"]) is True
+    assert row.loc[("master", "b/x8"), "tta.crops.n"] == 4
+    assert row.loc[("master", "b/x8"), "rev"] == "edf8671"
+    assert df["psnr"].is_monotonic_decreasing
+    wide = pivot_psnr(df)
+    assert list(wide.columns) == ["input", "a/plain", "a/x8", "a/x8+crops", "b/plain", "b/x8", "b/x8+crops",
+                                  "ensemble"]  # fmt: skip
+    assert math.isnan(wide.loc["noladdercrops", "a/x8+crops"])
+
+
+def test_merge_cli_reads_json_and_writes_csv(tmp_path, capsys):
+    assert main(["merge", "--json", str(SAMPLE), "--out", str(tmp_path / "merged.csv")]) == 0
+    assert "noladdercrops" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "merged.csv")) == 30
+    with pytest.raises(SystemExit):
+        main(["merge", "--json", str(tmp_path / "missing.json")])

@@ -1,0 +1,97 @@
+"""predict_index: exact output file set, 16-bit values equal to restore(), atomic replacement, clear failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.config import CropsConfig
+from pipeline.fileio import ImageReadError, read_image, read_image16, write_image
+from pipeline.inference import restore
+from pipeline.models import create_model
+from pipeline.predict import RUNTIME_KEYS, predict_index
+
+NAMES = ["000_00000009", "000_00000019", "001_00000009"]
+SETTINGS = dict(tta="x8+crops", tile=32, overlap=8, batch=8, precision="fp32", crops=CropsConfig(n=3, size=16))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("hinet-tiny").eval()
+
+
+def make_index(root, names=NAMES, corrupt=None):
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in names:
+        path = root / "blur" / f"{name}.png"
+        write_image(path, rng.integers(0, 256, (16, 40, 3), dtype=np.uint8))
+        if name == corrupt:
+            path.write_bytes(path.read_bytes()[:50])
+        seq, frame = name.split("_")
+        rows.append(dict(split="val", seq=seq, frame=frame, name=name, blur_path=str(path), sharp_path="",
+                         height=16, width=40))  # fmt: skip
+    csv = root / "val300.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv
+
+
+def test_predict_index_writes_exactly_the_expected_files(tmp_path, model):
+    csv = make_index(tmp_path)
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older run")
+    runtime = predict_index(model, csv, out, progress=False, **SETTINGS)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    expected = sorted([f"png16/{n}.png" for n in NAMES] + [f"png8/{n}.png" for n in NAMES] + ["runtime.json"])
+    assert files == expected
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
+    assert tuple(runtime) == RUNTIME_KEYS and json.loads((out / "runtime.json").read_text()) == runtime
+    assert runtime["frames"] == 3 and runtime["seconds_per_frame"] > 0
+    assert (runtime["device"], runtime["precision"], runtime["tta"]) == ("cpu", "fp32", "x8+crops")
+    for name in NAMES:
+        ref = restore(model, read_image(tmp_path / "blur" / f"{name}.png"), **SETTINGS)
+        got16 = read_image16(out / "png16" / f"{name}.png")
+        assert np.abs(got16 - ref).max() <= 0.5 / 65535 + 1e-7
+        assert np.array_equal(read_image(out / "png8" / f"{name}.png"), np.round(ref * 255).astype(np.uint8))
+
+
+def test_predict_index_with_single_process_accelerator(tmp_path, model):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    csv = make_index(tmp_path, NAMES[:2])
+    try:
+        accelerator = Accelerator(cpu=True)
+        runtime = predict_index(model, csv, tmp_path / "pred", accelerator=accelerator, progress=False, tta="plain")
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # leave no global state for other tests
+    assert runtime["frames"] == 2 and runtime["precision"] == "bf16"
+    assert sorted(p.name for p in (tmp_path / "pred" / "png8").iterdir()) == [f"{n}.png" for n in NAMES[:2]]
+
+
+def test_failure_names_the_file_and_leaves_previous_output(tmp_path, model):
+    csv = make_index(tmp_path, corrupt=NAMES[1])
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "previous.txt").write_text("kept")
+    with pytest.raises(ImageReadError, match=NAMES[1]):
+        predict_index(model, csv, out, progress=False, tta="plain", tile=32, overlap=8, precision="fp32")
+    assert [p.name for p in out.iterdir()] == ["previous.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_index_is_reported(tmp_path, model):
+    csv = tmp_path / "index.csv"
+    pd.DataFrame({"name": ["a"], "path": ["x.png"]}).to_csv(csv, index=False)
+    with pytest.raises(ValueError, match="blur_path"):
+        predict_index(model, csv, tmp_path / "out", progress=False)
+    pd.DataFrame({"name": ["a", "a"], "blur_path": ["x.png", "y.png"]}).to_csv(csv, index=False)
+    with pytest.raises(ValueError, match="duplicate"):
+        predict_index(model, csv, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
