@@ -60,6 +60,7 @@ def main() -> None:
         tmp = Path(tmp)
         t = _timed(lambda: synthesize_reds(cfg, tmp / "reds", workers=2))
         print(f"synthesized {3 * args.frames} frames of {args.height}x{args.width} in {t:.1f}s (2 workers)")
+        index_reds(tmp / "reds", workers=2)  # warm-up: imports, worker pool, page cache
         v1 = _timed(lambda: index_reds(tmp / "reds", workers=1))
         v2 = _timed(lambda: index_reds(tmp / "reds", workers=2))
         train = index_reds(tmp / "reds", workers=2)["train"]
@@ -76,9 +77,9 @@ def main() -> None:
         size = {f: sum(p.stat().st_size for p in (tmp / f).rglob("*") if p.is_file()) for f in ("png", "npy")}
         frames_bytes = sum(p.stat().st_size for p in (tmp / "reds" / "train").rglob("*") if p.is_file())
     print(f"training sample ({args.crop}x{args.crop} blurry+sharp crop, one process):")
-    print(f"  full frames : {1000 * full:8.2f} ms/sample  {1 / full:8.1f} samples/s")
-    print(f"  PNG patches : {1000 * png_t:8.2f} ms/sample  {1 / png_t:8.1f} samples/s  x{full / png_t:.1f} vs frames")
-    print(f"  npy patches : {1000 * npy_t:8.2f} ms/sample  {1 / npy_t:8.1f} samples/s  x{full / npy_t:.1f} vs frames")
+    print(f"  full frames : {1000 * full:9.3f} ms/sample  {1 / full:9.1f} samples/s")
+    print(f"  PNG patches : {1000 * png_t:9.3f} ms/sample  {1 / png_t:9.1f} samples/s  x{full / png_t:.1f} vs frames")
+    print(f"  npy patches : {1000 * npy_t:9.3f} ms/sample  {1 / npy_t:9.1f} samples/s  x{full / npy_t:.1f} vs frames")
     per_frame = len(png) / len(train)
     print(
         f"disk per training frame: frames {frames_bytes / len(train) / 1e6:.2f} MB, PNG patches "

@@ -76,7 +76,7 @@ class DataConfig:
     source: str = "synthetic"  # synthetic | reds
     root: str = ""  # REDS root for source=reds; ignored for synthetic (paths.synthetic_reds is used)
     workers: int = 2
-    patch_size: int = 256  # sub-image size extracted once for fast training input (0 disables)
+    patch_size: int = 0  # sub-image size extracted once for fast training input (0 disables)
     patch_stride: int = 128
     patch_format: str = "png"  # png (compact) | npy (raw memmap, no decoding; raw-size on disk)
     contact_sheet_pairs: int = 4

@@ -145,3 +145,38 @@ def _share(rows: list, accelerator) -> Iterator[list]:
     else:
         with accelerator.split_between_processes(rows) as mine:
             yield list(mine)
+
+
+def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[str, dict]:
+    """The ``infer@<model>`` stage: val-300 under every TTA mode of ``tta.ladder``, test frames under ``tta.submit``.
+
+    Writes ``paths.predictions/<model>/<mode>/<split>/`` and returns ``{"<mode>/<split>": runtime}``. Frames are split
+    across processes when launched with ``accelerate launch``.
+    """
+    from accelerate import Accelerator
+
+    from pipeline.device import prepare_model
+    from pipeline.models import load_model
+
+    paths, tta = params.paths, params.tta
+    use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    accelerator = Accelerator(cpu=use_cpu)
+    model = prepare_model(load_model(Path(paths.models) / f"{model_name}.safetensors"), accelerator.device)
+    index = Path(paths.data) / "index"
+    jobs = [(mode, "val300") for mode in tta.ladder] + [(tta.submit, "test300")]
+    runtimes = {}
+    for mode, split in jobs:
+        runtimes[f"{mode}/{split}"] = predict_index(
+            model,
+            index / f"{split}.csv",
+            Path(paths.predictions) / model_name / mode / split,
+            tta=mode,
+            tile=tta.tile,
+            overlap=tta.overlap,
+            batch=tta.batch,
+            precision=tta.precision,
+            crops=tta.crops,
+            accelerator=accelerator,
+            progress=accelerator.is_main_process,
+        )
+    return runtimes

@@ -94,3 +94,30 @@ def test_bad_config(tmp_path: Path, change: dict, message: str):
     with pytest.raises(ValueError, match=message):
         synthesize_reds(dataclasses.replace(TINY, **change), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_prepare_synthetic(tmp_path: Path, nested: bool):
+    from pipeline.config import DataConfig, PathsConfig
+    from pipeline.data.prepare import prepare
+    from pipeline.data.reds import read_index
+
+    synth_root = tmp_path / ("data/reds" if nested else "synthetic_reds")
+    paths = PathsConfig(
+        data=str(tmp_path / "data"),
+        synthetic_reds=str(synth_root),
+        metrics=str(tmp_path / "m"),
+        plots=str(tmp_path / "p"),
+    )
+    cfg = DataConfig(workers=1, patch_size=32, patch_stride=32, contact_sheet_pairs=1, synth=TINY)
+    stats = prepare(cfg, paths)
+    assert stats["counts"]["train"] == 20 and stats["counts"]["patches"] == 20 * 2 * 3
+    assert 15.0 < stats["input"]["psnr"] < 40.0
+    val300 = read_index(tmp_path / "data/index/val300.csv")
+    assert val300["blur_path"].tolist() == [str(synth_root / "val/val_blur_jpeg/000/00000009.jpg")]
+    assert Path(val300["sharp_path"][0]).is_file()
+    assert not list(tmp_path.rglob("*.tmp"))
+    stamp = (synth_root / "manifest.json").stat().st_mtime_ns
+    assert prepare(cfg, paths) == stats
+    # Outside the data dir the rendered tree is reused while its manifest matches; inside it is rebuilt with it.
+    assert ((synth_root / "manifest.json").stat().st_mtime_ns == stamp) is not nested

@@ -1,0 +1,19 @@
+"""DVC stage ``infer@<model>``: predictions for val-300 (every TTA mode of the ladder) and the test frames."""
+
+import argparse
+
+from pipeline.config import load_params
+from pipeline.predict import run_inference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is present")
+    args = parser.parse_args()
+    for job, runtime in run_inference(args.model, load_params("params.yaml"), cpu=args.cpu or None).items():
+        print(f"{args.model} {job}: {runtime['seconds_per_frame']:.3f} s/frame on {runtime['device']}")
+
+
+if __name__ == "__main__":
+    main()
