@@ -17,7 +17,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from pipeline import metrics
-from pipeline.fileio import atomic_path, read_image, write_json
+from pipeline.fileio import atomic_path, read_image, read_table, write_json
 
 __all__ = [
     "EvaluationError",
@@ -41,10 +41,10 @@ def load_index(index: pd.DataFrame | str | Path) -> pd.DataFrame:
     """Return an index DataFrame, reading it from CSV when given a path (``sharp_path`` kept as text)."""
     if isinstance(index, pd.DataFrame):
         return index
-    path = Path(index)
-    if not path.is_file():
-        raise EvaluationError(f"{path}: index CSV not found")
-    return pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str, "sharp_path": str, "blur_path": str})
+    try:
+        return read_table(index, ("name",), "index CSV")
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def _check_scorable(index: pd.DataFrame, column: str) -> None:

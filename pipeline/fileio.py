@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "ImageReadError",
@@ -23,6 +24,7 @@ __all__ = [
     "atomic_path",
     "read_image",
     "read_image16",
+    "read_table",
     "write_image",
     "write_image16",
     "write_json",
@@ -148,3 +150,16 @@ def write_image16(path: str | os.PathLike, img: np.ndarray) -> None:
         raise ValueError(f"{path}: could not encode 16-bit PNG")
     with atomic_path(path) as tmp:
         buf.tofile(tmp)
+
+
+def read_table(path: str | Path, columns: tuple[str, ...] | list[str], what: str = "REDS index table") -> pd.DataFrame:
+    """Read a CSV table of the data stage keeping ``seq``/``frame``/``name`` and paths as text; check its columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: {what} not found")
+    table = pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str, "blur_path": str, "sharp_path": str},
+                        keep_default_na=False)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not a {what}, missing column(s) {missing}")
+    return table

@@ -1,21 +1,6 @@
-"""REDS data: indexing and validation, the val-300 rule, synthetic REDS, patches, datasets and the data stage."""
+"""REDS data: indexing and validation (``reds``), the val-300 rule, synthetic REDS (``synth``), patches (``patches``),
+training/validation datasets (``dataset``) and the data stage (``prepare``).
 
-from pipeline.data.dataset import PairedPatchDataset, ValFrames
-from pipeline.data.patches import extract_patches, read_patch_index
-from pipeline.data.prepare import prepare
-from pipeline.data.reds import DatasetError, index_reds, is_val300_frame, read_index, select_val300
-from pipeline.data.synth import synthesize_reds
-
-__all__ = [
-    "DatasetError",
-    "PairedPatchDataset",
-    "ValFrames",
-    "extract_patches",
-    "index_reds",
-    "is_val300_frame",
-    "prepare",
-    "read_index",
-    "read_patch_index",
-    "select_val300",
-    "synthesize_reds",
-]
+Import the submodule you need: this package imports nothing eagerly, so the training stage (which needs only
+``dataset``) does not depend on the synthesis code, and DVC reruns exactly the stages whose code changed.
+"""

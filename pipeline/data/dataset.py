@@ -136,9 +136,11 @@ class ValFrames(Dataset):
     def input_scores(self, workers: int = 1) -> dict:
         """Mean PSNR/SSIM of the blurry inputs against the sharp frames (``psnr``, ``ssim``, ``frames``)."""
         if self._input_scores is None or self._input_scores.get("frames") != len(self):
-            from pipeline.data.prepare import input_scores
+            from pipeline.evaluate import score_inputs
 
-            self._input_scores = input_scores(self.table, workers=workers)
+            per_image = score_inputs(self.table, workers=workers)
+            self._input_scores = {"psnr": float(per_image["psnr"].mean()), "ssim": float(per_image["ssim"].mean()),
+                                  "frames": len(per_image)}
         return dict(self._input_scores)
 
     def __len__(self) -> int:

@@ -16,7 +16,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline.fileio import read_image, write_image
+from pipeline.fileio import read_image, read_table, write_image
 
 __all__ = ["PATCH_COLUMNS", "extract_patches", "grid_positions", "load_pair", "read_patch_index"]
 
@@ -134,11 +134,7 @@ def extract_patches(
 
 def read_patch_index(path: str | Path) -> pd.DataFrame:
     """Read ``patches/index.csv`` keeping ``seq``/``frame`` as strings."""
-    table = pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str}, keep_default_na=False)
-    missing = [c for c in PATCH_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: not a patch index, missing column(s) {missing}")
-    return table
+    return read_table(path, PATCH_COLUMNS, "patch index")
 
 
 @cache

@@ -14,8 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from pipeline.config import DataConfig, PathsConfig
 from pipeline.data.patches import extract_patches
@@ -30,21 +28,14 @@ CONTACT_SHEET = "data_contact_sheet.png"
 _TILE_WIDTH = 320
 
 
-def _pair_scores(blur_path: str, sharp_path: str) -> tuple[float, float]:
-    from pipeline.metrics import psnr, ssim
-
-    blur, sharp = read_image(blur_path), read_image(sharp_path)
-    return psnr(blur, sharp), ssim(blur, sharp)
-
-
 def input_scores(table: pd.DataFrame, *, workers: int = 2) -> dict:
     """Mean PSNR / SSIM (RGB, no border crop, BasicSR SSIM) of the blurry frames against the sharp ones."""
-    pairs = table[["blur_path", "sharp_path"]].astype(str).values.tolist()
-    if not pairs:
+    from pipeline.evaluate import score_inputs
+
+    if table.empty:
         raise ValueError("input_scores: the frame table is empty")
-    jobs = Parallel(n_jobs=workers, return_as="generator")(delayed(_pair_scores)(b, s) for b, s in pairs)
-    scores = np.array(list(tqdm(jobs, total=len(pairs), desc="input PSNR/SSIM", unit="frame", disable=None)))
-    return {"psnr": float(scores[:, 0].mean()), "ssim": float(scores[:, 1].mean()), "frames": len(pairs)}
+    per_image = score_inputs(table, workers=workers)
+    return {"psnr": float(per_image["psnr"].mean()), "ssim": float(per_image["ssim"].mean()), "frames": len(per_image)}
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

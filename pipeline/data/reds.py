@@ -15,7 +15,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline.fileio import ImageReadError, read_image
+from pipeline.fileio import ImageReadError, read_image, read_table
 
 __all__ = [
     "COLUMNS",
@@ -168,11 +168,7 @@ def _probe_many(paths: list[str], workers: int) -> dict[str, tuple[int, int, str
 
 def read_index(path: str | Path) -> pd.DataFrame:
     """Read an index CSV written by the data stage, keeping ``seq``/``frame`` as zero-padded strings."""
-    table = pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str}, keep_default_na=False)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: not a REDS index table, missing column(s) {missing}")
-    return table
+    return read_table(path, COLUMNS)
 
 
 def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]:

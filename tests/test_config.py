@@ -1,0 +1,102 @@
+"""params.yaml schema, presets, and dvc.yaml's dependency hygiene (every stage lists the library code it imports)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, ModelTrainConfig, Params, TTAConfig, load_params, parse
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_params_yaml_and_presets_load():
+    params = load_params(REPO / "params.yaml")
+    assert set(params.ensemble.members) <= set(params.models)
+    assert len(params.models) == 3
+    for preset in sorted((REPO / "presets").glob("*.yaml")):
+        p = load_params(preset)
+        assert set(p.ensemble.members) <= set(p.models), preset
+
+
+def test_public_reds_recipe_is_expressed_exactly():
+    cfg = load_params(REPO / "presets" / "reds-public.yaml").models["hinet"]
+    assert (cfg.variant, cfg.steps, cfg.batch_size, cfg.patch_size) == ("hinet-1x", 400_000, 8, 256)
+    assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.weight_decay) == ("adam", 2e-4, (0.9, 0.99), 0.0)
+    assert (cfg.warmup_steps, cfg.min_lr, cfg.grad_clip, cfg.seed) == (0, 1e-7, 0.01, 100)
+    assert (cfg.loss, cfg.stage_weights, cfg.identity_init) == ("psnr", (0.5, 0.5), False)
+
+
+def test_unknown_and_mistyped_keys_are_named():
+    with pytest.raises(ConfigError, match=r"models\.a: unknown key\(s\) \['stpes'\]"):
+        parse(Params, {"models": {"a": {"stpes": 3}}})
+    with pytest.raises(ConfigError, match=r"models\.a\.steps: expected an integer"):
+        parse(Params, {"models": {"a": {"steps": "many"}}})
+    with pytest.raises(ConfigError, match=r"betas: expected 2 items"):
+        parse(ModelTrainConfig, {"betas": [0.9]})
+    with pytest.raises(ConfigError, match="tta mode 'x9'"):
+        parse(TTAConfig, {"ladder": ["plain", "x9"]})
+    with pytest.raises(ConfigError, match="data.root is empty"):
+        parse(Params, {"data": {"source": "reds"}})
+    assert parse(ModelTrainConfig, {"width": None}).width is None
+
+
+def test_missing_params_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def _pipeline_imports(path: Path, seen: set[Path]) -> set[Path]:
+    """Files of the ``pipeline`` package that ``path`` imports, transitively."""
+    tree = ast.parse(path.read_text())
+    found: set[Path] = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.level > 0:  # relative: resolve against this file's package
+            package = path.relative_to(REPO).parent.parts[: len(path.relative_to(REPO).parent.parts) - node.level + 1]
+            module = ".".join([*package, *([node.module] if node.module else [])])
+            names = [module] + [f"{module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            if not name.startswith("pipeline"):
+                continue
+            parts = name.split(".")
+            parents = [REPO / Path(*parts[:i]) / "__init__.py" for i in range(1, len(parts))]  # executed on import
+            base = REPO / Path(*parts)
+            for cand in (*parents, base.with_suffix(".py"), base / "__init__.py"):
+                if cand.is_file() and cand not in seen:
+                    seen.add(cand)
+                    found.add(cand)
+                    found |= _pipeline_imports(cand, seen)
+    return found
+
+
+def _covered(file: Path, deps: list[str]) -> bool:
+    rel = file.relative_to(REPO).as_posix()
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def test_every_stage_depends_on_its_script_and_the_library_code_it_imports():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        stage = stage.get("do", stage)
+        script = stage["cmd"].split()[1]
+        deps = [d for d in stage["deps"] if "${" not in d]
+        assert script in deps, f"{name}: its script {script} is not a dep"
+        missing = [f.relative_to(REPO).as_posix() for f in _pipeline_imports(REPO / script, set())
+                   if f.name != "__init__.py" and not _covered(f, deps)]
+        assert not missing, f"stage {name} imports {missing} but does not list them in deps"
+
+
+def test_training_params_never_include_tta_or_ensemble():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    train = dvc["stages"]["train"]["do"]
+    assert train["params"] == ["models.${key}"]
+    for later in ("infer", "evaluate"):
+        assert not any(str(p).startswith("models") for p in dvc["stages"][later]["do"]["params"])
