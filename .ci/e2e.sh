@@ -18,9 +18,11 @@ dvc repro
 python -m pipeline.submission check submissions/hinet_ntire_submission.zip --frames data/prepared/index/test300.csv
 python - <<'PY'
 import pandas as pd
+from pipeline.config import load_params
+params = load_params("params.yaml")
 df = pd.read_csv("submissions/leaderboard.csv")
 entries = set(df["entry"])
-expected = {"input", "ensemble"} | {f"{m}/{t}" for m in ("wide", "deep", "wide_deep") for t in ("plain", "x8", "x8+crops")}
+expected = {"input", "ensemble"} | {f"{m}/{t}" for m in params.models for t in params.tta.ladder}
 assert entries == expected, sorted(entries ^ expected)
 print(f"leaderboard OK: {len(df)} rows")
 PY
@@ -42,6 +44,6 @@ python - <<'PY'
 import cv2, skimage.data
 cv2.imwrite("photo.jpg", cv2.cvtColor(skimage.data.astronaut()[:200, :300], cv2.COLOR_RGB2BGR))
 PY
-python -m pipeline.restore --weights models/wide.safetensors --input photo.jpg --output restored --tta x8
+python -m pipeline.restore --weights models/wd_s1.safetensors --input photo.jpg --output restored --tta x8
 test -s restored/photo.png
 echo "e2e smoke: OK"

@@ -242,7 +242,6 @@ def train_model(
     macs_256 = count_macs(model, (256, 256))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     if cfg.optimizer not in ("adam", "adamw"):
         raise ValueError(f"models.{name}.optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
@@ -264,7 +263,9 @@ def train_model(
     loader = DataLoader(samples, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                         persistent_workers=cfg.num_workers > 0, drop_last=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    if ema is not None:
+    ema = None
+    if cfg.ema_decay > 0:  # built after prepare so the average lives on the training device
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, device=accelerator.device)
         accelerator.register_for_checkpointing(ema)
 
     start_step, resume_dir = _resume_point(ckpt_root, fingerprint)
@@ -321,7 +322,6 @@ def train_model(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(running):.3f}", lr=f"{lr:.2e}")
         row = {"step": step, "loss": float(np.mean(running)), "lr": lr, "val_psnr": float("nan")}
-        running = []
         want_val = (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps
         if want_val:
             scores = validate(accelerator, _unwrap_for_eval(accelerator, model, ema), val_frames, cfg)
@@ -332,7 +332,8 @@ def train_model(
             accelerator.print(f"[{name}] step {step}: val-300 PSNR {scores['psnr']:.3f} dB "
                               f"(input {input_scores['psnr']:.3f} dB)")
         if step % cfg.log_every == 0 or want_val:
-            curve_rows.append(row)
+            curve_rows.append(row)  # loss: mean over the steps since the last row
+            running = []
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             if accelerator.is_main_process:
                 out.run_dir.mkdir(parents=True, exist_ok=True)
