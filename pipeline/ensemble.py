@@ -268,8 +268,8 @@ def run_ensemble(
 
     ``member_pred_dirs`` maps member -> split -> prediction dir (the one holding ``png16/`` and ``runtime.json``).
     With ``fit`` the weights are fitted on part of ``val_split`` (``weights`` is then ignored). Each split is built
-    in a temporary directory and renamed into place. The runtime per frame is the sum of the members' (the real cost
-    of running the ensemble). Writes the per-image CSV and summary JSON and returns the summary.
+    in a temporary directory and renamed into place. The runtime per frame is the sum over the members with non-zero
+    weight (the real cost of running the ensemble). Writes the per-image CSV and summary JSON and returns the summary.
     """
     members = list(member_pred_dirs)
     if not members:
@@ -310,7 +310,10 @@ def run_ensemble(
                 for fn, args, kw in tqdm(jobs, desc=f"ensemble {split}", disable=None, leave=False):
                     fn(*args, **kw)
             runtime = {
-                "seconds_per_frame": float(sum(float(r["seconds_per_frame"]) for r in member_rt.values())),
+                # members with weight 0 need not run, so they add no time to the submission
+                "seconds_per_frame": float(
+                    sum(float(member_rt[m]["seconds_per_frame"]) for m, wm in zip(members, w, strict=True) if wm > 0)
+                ),
                 "frames": len(names),
                 "device": _joined([r["device"] for r in member_rt.values()]),
                 "precision": _joined([r.get("precision", "") for r in member_rt.values()]),

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipeline.data.reds import is_val300_frame
 from pipeline.fileio import atomic_path
 
 __all__ = ["README_FIELDS", "build_submission", "check", "describe_run", "expected_frames", "main", "package",
@@ -246,11 +247,6 @@ def _image_size(path: Path) -> tuple[int, int]:
     return h, w
 
 
-def _is_scored_frame(frame: str) -> bool:
-    """The val-300 / test-300 rule: frames 9, 19, ..., 99 of each sequence."""
-    return frame.isdigit() and int(frame) % 10 == 9
-
-
 def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str, tuple[int, int]]:
     """Expected submission frames, name -> (height, width), from an index CSV or a folder of input frames.
 
@@ -289,7 +285,7 @@ def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str
         out[path.stem] = _image_size(path)
     for seq in seqs:
         for path in sorted(p for p in seq.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES):
-            if all_frames or _is_scored_frame(path.stem):
+            if all_frames or (path.stem.isdigit() and is_val300_frame(path.stem)):
                 name = f"{seq.name}_{path.stem}"
                 if name in out:
                     raise ValueError(f"{seq}: frame {path.stem!r} appears with two suffixes")
@@ -299,8 +295,11 @@ def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str
     return out
 
 
-def describe_run(params) -> str:
-    """The readme's free-text description: the members' architectures, the TTA mode and the ensemble weights."""
+def describe_run(params, weights: dict[str, float] | None = None) -> str:
+    """The readme's free-text description: the members' architectures, the TTA mode and the ensemble weights.
+
+    ``weights`` are the weights actually used (the ensemble's runtime.json); without them the params are described.
+    """
     members = params.ensemble.members or tuple(params.models)
     parts = []
     for name in members:
@@ -312,8 +311,13 @@ def describe_run(params) -> str:
     tta = params.tta.submit
     if "crops" in tta:
         tta += f" (n={crops.n}, {crops.size}px, {crops.transforms})"
-    weights = "fitted" if params.ensemble.fit else (list(params.ensemble.weights) or "equal")
-    return f"HINet ensemble of {len(parts)}: {'; '.join(parts)}. TTA: {tta}. Ensemble weights: {weights}."
+    if weights:
+        used = ", ".join(f"{m}={w:.3g}" for m, w in weights.items())
+        how = f"{used} ({'fitted on part of val-300' if params.ensemble.fit else 'from params'})"
+    else:
+        how = "equal" if not params.ensemble.weights else str(list(params.ensemble.weights))
+        how = "fitted" if params.ensemble.fit else how
+    return f"HINet ensemble of {len(parts)}: {'; '.join(parts)}. TTA: {tta}. Ensemble weights: {how}."
 
 
 def build_submission(params) -> Path:
@@ -337,7 +341,8 @@ def build_submission(params) -> Path:
         runtime_s=float(runtime["seconds_per_frame"]),
         used_gpu="cuda" in str(runtime.get("device", "cpu")),
         extra_data=params.package.extra_data,
-        description=params.package.description or describe_run(params),
+        description=params.package.description
+        or describe_run(params, dict(zip(runtime.get("members", []), runtime.get("weights", []), strict=False))),
     )
     problems = check(zip_path, expected_frames(index_csv))
     if problems:

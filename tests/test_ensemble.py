@@ -184,6 +184,10 @@ def test_run_ensemble_fixed_weights_and_devices(tmp_path):
     result = run_ensemble(members, ["val300"], tmp_path / "ens", [3, 1], False, 0.5, index, **kw)
     assert result["weights"] == {"good": 0.75, "bad": 0.25} and "fit" not in result
     assert result["device"] == "cuda:0,cpu"
+    assert result["seconds_per_frame"] == 1.75
+    # A member with weight 0 never has to run: it adds nothing to the ensemble's runtime.
+    result = run_ensemble(members, ["val300"], tmp_path / "ens", [1, 0], False, 0.5, index, **kw)
+    assert result["weights"] == {"good": 1.0, "bad": 0.0} and result["seconds_per_frame"] == 0.5
     with pytest.raises(EnsembleError, match="must include 'val300'"):
         run_ensemble(members, ["test300"], tmp_path / "ens", None, False, 0.5, index, **kw)
     with pytest.raises(EnsembleError, match=r"member 'good' has no prediction dir for split\(s\) \['test300'\]"):

@@ -243,3 +243,14 @@ def test_cli_bad_frames_argument_is_a_usage_error(preds, tmp_path, capsys):
         main(["check", str(zip_path), "--frames", str(tmp_path / "absent")])
     assert exc.value.code == 2
     assert "--frames" in capsys.readouterr().err
+
+
+def test_describe_run_names_members_tta_and_the_weights_used():
+    from pipeline.config import load_params
+    from pipeline.submission import describe_run
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    text = describe_run(params, {"wd_s1": 0.0, "wd_s2": 0.25, "wd_s3": 0.75})
+    assert text.startswith("HINet ensemble of 3: wd_s1=hinet-0.5x wf16 +1 res blocks (600 steps);")
+    assert f"TTA: {params.tta.submit}" in text
+    assert text.endswith("Ensemble weights: wd_s1=0, wd_s2=0.25, wd_s3=0.75 (fitted on part of val-300).")
