@@ -7,7 +7,6 @@ too, so every number comes with its gain over doing nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from pipeline import metrics
-from pipeline.fileio import atomic_path, read_image, read_table, write_json
+from pipeline.fileio import atomic_path, read_image, read_json, read_table, write_json
 
 __all__ = [
     "EvaluationError",
@@ -151,12 +150,7 @@ def write_per_image_csv(path: str | Path, per_image: pd.DataFrame, inputs: pd.Da
 def read_runtime(pred_dir: str | Path) -> dict:
     """Read ``<pred_dir>/runtime.json`` (seconds_per_frame, frames, device, precision, tta) with clear errors."""
     path = Path(pred_dir) / "runtime.json"
-    if not path.is_file():
-        raise EvaluationError(f"{path}: runtime record not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, what="runtime record", error=EvaluationError)
     for key in ("seconds_per_frame", "device"):
         if key not in data:
             raise EvaluationError(f"{path}: missing key {key!r}")

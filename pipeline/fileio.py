@@ -24,6 +24,7 @@ __all__ = [
     "atomic_path",
     "read_image",
     "read_image16",
+    "read_json",
     "read_table",
     "write_image",
     "write_image16",
@@ -163,3 +164,17 @@ def read_table(path: str | Path, columns: tuple[str, ...] | list[str], what: str
     if missing:
         raise ValueError(f"{path}: not a {what}, missing column(s) {missing}")
     return table
+
+
+def read_json(path: str | os.PathLike, *, what: str = "JSON file", error: type[Exception] = ValueError) -> dict:
+    """Read a JSON object; a missing file, invalid JSON or a non-object raises ``error`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object")
+    return data

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.fileio import atomic_path, write_json, write_text
+from pipeline.fileio import atomic_path, read_json, write_json, write_text
 
 __all__ = [
     "COLUMNS",
@@ -58,16 +58,7 @@ class LeaderboardError(ValueError):
 
 def _read_json(path: str | Path) -> dict:
     """Read one metrics JSON object, naming the file on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise LeaderboardError(f"{path}: metrics file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise LeaderboardError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise LeaderboardError(f"{path}: expected a JSON object")
-    return data
+    return read_json(path, what="metrics file", error=LeaderboardError)
 
 
 def _num(value) -> float:
