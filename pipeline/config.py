@@ -40,8 +40,9 @@ class PathsConfig:
     """Where every stage reads and writes; ``dvc.yaml`` templates the same values, so they are defined once."""
 
     data: str = "data/prepared"
-    synthetic_reds: str = "data/synthetic_reds"
+    synthetic_reds: str = "data/prepared/reds"
     runs: str = "runs"
+    pretrained: str = "pretrained"
     models: str = "models"
     predictions: str = "outputs/predictions"
     ensemble: str = "outputs/ensemble"
@@ -52,15 +53,18 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """The embedded REDS-like data set rendered from scikit-image's photos (see ``pipeline.data.synth``)."""
+    """The embedded REDS-like data set: dead leaves for training, held-out photos for val/test (``pipeline.data.synth``)."""
 
     seed: int = 0
     height: int = 192
     width: int = 320
-    train_sequences: int = 12
-    val_sequences: int = 6
-    test_sequences: int = 6
+    train_sequences: int = 40
+    val_sequences: int = 30
+    test_sequences: int = 15
     frames_per_sequence: int = 20
+    val_photos: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "grace_hopper")
+    test_photos: tuple[str, ...] = ("immunohistochemistry", "hubble_deep_field", "retina")
+    leaves_rmin: float = 2.0  # smallest dead-leaves radius, frame pixels (largest: a third of the frame height)
     subframes: int = 15
     max_translation: float = 22.0  # peak camera speed per axis, frame pixels per frame interval
     max_rotation_deg: float = 2.0  # peak rotation speed, degrees per frame interval
@@ -180,6 +184,7 @@ class Params:
 
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    pretrain: ModelTrainConfig = field(default_factory=ModelTrainConfig)
     models: dict[str, ModelTrainConfig] = field(default_factory=dict)
     tta: TTAConfig = field(default_factory=TTAConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)

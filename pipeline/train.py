@@ -37,9 +37,19 @@ from pipeline.losses import stage_loss
 from pipeline.metrics import psnr, ssim
 from pipeline.models import count_macs, count_params, create_model, identity_init, load_weights, save_weights
 
-__all__ = ["NonFiniteLossError", "TrainOutputs", "build_model", "train_model", "mixed_precision_for"]
+__all__ = [
+    "PRETRAIN_NAME",
+    "NonFiniteLossError",
+    "TrainOutputs",
+    "build_model",
+    "cpu_model",
+    "data_fingerprint",
+    "mixed_precision_for",
+    "train_model",
+]
 
 _CKPT = re.compile(r"^step_(\d{8})$")
+PRETRAIN_NAME = "base"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -67,6 +77,18 @@ class TrainOutputs:
             curve_png=plots / f"{name}.png",
         )
 
+    @classmethod
+    def for_pretrain(cls, paths: PathsConfig) -> TrainOutputs:
+        """The pretrained base: weights, provenance JSON and curves side by side in ``paths.pretrained`` (in git)."""
+        root = Path(paths.pretrained)
+        return cls(
+            run_dir=Path(paths.runs) / PRETRAIN_NAME,
+            weights=root / f"{PRETRAIN_NAME}.safetensors",
+            metrics=root / f"{PRETRAIN_NAME}.json",
+            curve_csv=root / f"{PRETRAIN_NAME}_curve.csv",
+            curve_png=root / f"{PRETRAIN_NAME}_curve.png",
+        )
+
 
 def mixed_precision_for(setting: str, use_cpu: bool) -> str:
     """Map the params value to accelerate's: 'auto' is bf16 on CPU (AMX) and on bf16-capable CUDA, else fp16."""
@@ -90,6 +112,42 @@ def build_model(cfg: ModelTrainConfig) -> torch.nn.Module:
     if cfg.init_from:
         load_weights(model, cfg.init_from)
     return model
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), recorded with every timing; ``platform`` as a fallback."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def data_fingerprint(data_dir: str | Path) -> str:
+    """Hash of what training reads: the train index (relative paths, sizes) and the embedded set's manifest if any."""
+    h = hashlib.sha256()
+    for rel in ("index/train.csv", "reds/manifest.json"):
+        path = Path(data_dir) / rel
+        if path.is_file():
+            h.update(rel.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def config_fingerprint(cfg: ModelTrainConfig) -> str:
@@ -126,7 +184,9 @@ def _checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _save_checkpoint(accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int) -> None:
+def _save_checkpoint(
+    accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int, wall_s: float
+) -> None:
     """``save_state`` into a temporary folder, then rename it into place, so a kill never leaves a half checkpoint."""
     final = ckpt_root / f"step_{step:08d}"
     tmp = ckpt_root / f".tmp_step_{step:08d}"
@@ -136,7 +196,8 @@ def _save_checkpoint(accelerator: Accelerator, ckpt_root: Path, step: int, finge
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
+        state = {"step": step, "fingerprint": fingerprint, "wall_s": round(wall_s, 1)}
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for _, old in _checkpoints(ckpt_root)[:-keep] if keep > 0 else []:
@@ -144,13 +205,15 @@ def _save_checkpoint(accelerator: Accelerator, ckpt_root: Path, step: int, finge
     accelerator.wait_for_everyone()
 
 
-def _resume_point(ckpt_root: Path, fingerprint: str) -> tuple[int, Path | None]:
-    """The newest complete checkpoint made by the same recipe, or (0, None)."""
+def _resume_point(ckpt_root: Path, fingerprint: str) -> tuple[int, Path | None, float]:
+    """The newest complete checkpoint made by the same recipe and the training wall time it holds, or (0, None, 0)."""
     for step, path in reversed(_checkpoints(ckpt_root)):
         state = path / "trainer_state.json"
-        if state.is_file() and json.loads(state.read_text()).get("fingerprint") == fingerprint:
-            return step, path
-    return 0, None
+        if state.is_file():
+            info = json.loads(state.read_text())
+            if info.get("fingerprint") == fingerprint:
+                return step, path, float(info.get("wall_s", 0.0))
+    return 0, None, 0.0
 
 
 def _unwrap_for_eval(accelerator: Accelerator, model, ema) -> torch.nn.Module:
@@ -218,13 +281,16 @@ def train_model(
     *,
     cpu: bool | None = None,
     max_steps_this_run: int | None = None,
+    outputs: TrainOutputs | None = None,
+    provenance: bool = False,
 ) -> dict:
     """Train model ``name`` with recipe ``cfg``; resume from its newest checkpoint; write weights, metrics and curves.
 
     ``max_steps_this_run`` stops early after that many steps in this invocation (for tests of interruption).
-    Returns the metrics dict written to the model's metrics JSON.
+    ``outputs`` overrides where it writes (default: the member layout); ``provenance`` adds the recipe, the git
+    commit and the val-300 curve to the metrics JSON (the pretrained base's record). Returns the metrics dict.
     """
-    out = TrainOutputs.for_model(name, paths)
+    out = outputs or TrainOutputs.for_model(name, paths)
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     accelerator = Accelerator(
         cpu=use_cpu,
@@ -268,7 +334,7 @@ def train_model(
         ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, device=accelerator.device)
         accelerator.register_for_checkpointing(ema)
 
-    start_step, resume_dir = _resume_point(ckpt_root, fingerprint)
+    start_step, resume_dir, prior_wall = _resume_point(ckpt_root, fingerprint)
     curve_rows: list[dict] = []
     partial_curve = out.run_dir / "curve_partial.csv"
     if resume_dir is not None:
@@ -339,12 +405,14 @@ def train_model(
                 out.run_dir.mkdir(parents=True, exist_ok=True)
                 with atomic_path(partial_curve) as tmp:
                     pd.DataFrame(curve_rows).to_csv(tmp, index=False)
-            _save_checkpoint(accelerator, ckpt_root, step, fingerprint, cfg.keep_checkpoints)
+            _save_checkpoint(accelerator, ckpt_root, step, fingerprint, cfg.keep_checkpoints,
+                             prior_wall + time.perf_counter() - t0)
     bar.close()
     wall = time.perf_counter() - t0
 
     if step < cfg.steps:  # stopped early on purpose (max_steps_this_run): leave a checkpoint, write nothing final
-        _save_checkpoint(accelerator, ckpt_root, step, fingerprint, cfg.keep_checkpoints)
+        _save_checkpoint(accelerator, ckpt_root, step, fingerprint, cfg.keep_checkpoints,
+                             prior_wall + time.perf_counter() - t0)
         if accelerator.is_main_process:
             with atomic_path(partial_curve) as tmp:
                 pd.DataFrame(curve_rows).to_csv(tmp, index=False)
@@ -369,13 +437,27 @@ def train_model(
         "best_psnr": best["psnr"],
         "best_ssim": best["ssim"],
         "best_step": best["step"],
-        "wall_time_s": round(wall, 1),
+        "wall_time_s": round(prior_wall + wall, 1),  # all invocations of this run (resumes included)
+        "wall_time_this_run_s": round(wall, 1),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "data_fingerprint": data_fingerprint(data_dir),
+        "init_from": cfg.init_from,
         "resumed_from_step": start_step,
         "processes": accelerator.num_processes,
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
         "rank_weight_hashes": list(hashes),
     }
+    if provenance:
+        metrics["recipe"] = dataclasses.asdict(cfg)
+        metrics["git_commit"] = _git_commit()
+        metrics["val_curve"] = [
+            {"step": int(r["step"]), "val_psnr": r["val_psnr"], "val_ssim": r.get("val_ssim", float("nan"))}
+            for r in curve_rows
+            if not math.isnan(r["val_psnr"])
+        ]
     if accelerator.is_main_process:
         save_weights(final_net.float(), out.weights, variant=cfg.variant,
                      metadata={"model": name, "steps": str(step), "seed": str(cfg.seed), "recipe": fingerprint})

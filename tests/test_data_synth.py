@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import SynthConfig
 from pipeline.data.reds import index_reds
-from pipeline.data.synth import PHOTOS, manifest_matches, render_sequence, synthesize_reds
+from pipeline.data.synth import DEAD_LEAVES, PHOTOS, manifest_matches, render_sequence, synthesize_reds
 
 TINY = SynthConfig(
     seed=3,
@@ -79,16 +79,82 @@ def test_blur_comes_from_motion():
 def test_photo_list_is_color():
     from pipeline.data.synth import _photo
 
-    assert len(PHOTOS) == 6
+    assert len(PHOTOS) == 8
     for name in PHOTOS:
         img = _photo(name)
         assert img.ndim == 3 and img.shape[2] == 3
         assert np.abs(img[..., 0].astype(int) - img[..., 2].astype(int)).mean() > 5  # genuinely colour
 
 
+def test_no_source_in_two_splits(tiny: Path):
+    """Held-out content, checked on the rendered tree's manifest: train is procedural, val and test photos disjoint."""
+    import json
+
+    sources = json.loads((tiny / "manifest.json").read_text())["sources"]
+    assert set(sources) == {"train", "val", "test"}
+    # The tree holds exactly the sequences the manifest describes.
+    for split, seqs in sources.items():
+        assert sorted(seqs) == sorted(p.name for p in (tiny / split / f"{split}_blur_jpeg").iterdir())
+    assert set(sources["train"].values()) == {DEAD_LEAVES}
+    per_split = {split: set(seqs.values()) for split, seqs in sources.items()}
+    for a in per_split:
+        for b in per_split:
+            if a < b:
+                assert not per_split[a] & per_split[b], (a, b)
+    assert per_split["val"] <= set(TINY.val_photos) and per_split["test"] <= set(TINY.test_photos)
+
+
+def test_default_embedded_set_is_held_out_and_large_enough():
+    """The default params render a 60-frame val-300 and 30 test frames, every photo in exactly one split."""
+    from pipeline.config import load_params
+    from pipeline.data.synth import _manifest
+
+    cfg = SynthConfig()
+    sources = _manifest(cfg)["sources"]
+    val300 = cfg.val_sequences * len([f for f in range(cfg.frames_per_sequence) if f % 10 == 9])
+    test300 = cfg.test_sequences * len([f for f in range(cfg.frames_per_sequence) if f % 10 == 9])
+    assert val300 >= 60 and test300 >= 30
+    assert set(sources["val"].values()) == set(cfg.val_photos)  # every val photo is used
+    assert not set(sources["val"].values()) & set(sources["test"].values())
+    assert set(sources["train"].values()) == {DEAD_LEAVES}
+    assert load_params(Path(__file__).parents[1] / "params.yaml").data.synth.val_photos  # the file parses
+
+
+def test_train_sequences_film_their_own_dead_leaves():
+    from pipeline.data.synth import _scene
+
+    a, b = _scene(TINY, "train", 0), _scene(TINY, "train", 1)
+    assert a.shape == b.shape == (2 * TINY.height, TINY.width * 8 // 5, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a, b)
+    assert np.array_equal(a, _scene(TINY, "train", 0))  # pure function of the seed
+
+
+def test_dead_leaves_statistics():
+    from pipeline.data.deadleaves import dead_leaves
+
+    img = dead_leaves(128, 160, [0, 1])
+    assert img.shape == (128, 160, 3) and img.dtype == np.uint8
+    assert np.array_equal(img, dead_leaves(128, 160, [0, 1]))
+    assert not np.array_equal(img, dead_leaves(128, 160, [0, 2]))
+    # Colourful, full range and full of edges: many distinct colours and strong gradients.
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 2000
+    assert np.abs(img[..., 0].astype(int) - img[..., 2].astype(int)).mean() > 5
+    grad = np.abs(np.diff(img.astype(np.float32), axis=1)).mean(axis=2)
+    assert (grad > 30).mean() > 0.01
+    with pytest.raises(ValueError, match="rmin"):
+        dead_leaves(64, 64, 0, rmin=30.0, rmax=20.0)
+
+
 @pytest.mark.parametrize(
     "change,message",
-    [({"height": 60}, "multiple of 16"), ({"width": 100}, "multiple of 16"), ({"subframes": 4}, "odd")],
+    [
+        ({"height": 60}, "multiple of 16"),
+        ({"width": 100}, "multiple of 16"),
+        ({"subframes": 4}, "odd"),
+        ({"val_photos": ("astronaut", "retina"), "test_photos": ("retina",)}, "both val_photos and test_photos"),
+        ({"val_photos": ("lena",)}, "unknown photo"),
+        ({"test_photos": ()}, "test_photos is empty"),
+    ],
 )
 def test_bad_config(tmp_path: Path, change: dict, message: str):
     with pytest.raises(ValueError, match=message):

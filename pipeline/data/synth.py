@@ -1,22 +1,28 @@
-"""Synthetic REDS: a small REDS-like blur + JPEG data set rendered from the photos scikit-image ships.
+"""Synthetic REDS: a small REDS-like blur + JPEG data set, procedural for training, real photos held out for val/test.
 
-It follows how REDS was made: a short high-frame-rate clip of a smooth random camera motion (translation, small
+Content is held out by construction: every training sequence films its own dead-leaves image
+(``pipeline.data.deadleaves``, procedural), while validation and test sequences film real photos, each photo in exactly
+one of the two splits (``SynthConfig.val_photos`` / ``test_photos``, checked disjoint). ``manifest.json`` lists the
+source of every sequence, so the separation can be checked on the rendered tree itself.
+
+The rendering follows how REDS was made: a short high-frame-rate clip of a smooth random camera motion (translation, small
 rotation and zoom) is rendered over a sharp photo; the sharp frame is the clip's middle sub-frame; the blurry frame
 averages the clip in linear light (undo the display gamma, average, re-apply) and is then JPEG-compressed. The tree is
 written in exactly the REDS layout and naming, so the real-REDS indexing code reads it unchanged.
 
-Photos used (all colour photographs bundled in the scikit-image wheel, ``skimage.data``; licences as stated in each
-loader's docstring):
+Photos (bundled inside installed wheels, nothing is downloaded; licences as stated by the shipping package):
 
-- ``astronaut``: Eileen Collins, NASA Great Images; public domain.
-- ``coffee``: coffee cup, Rachel Michetti / Pikolo Espresso Bar; CC0.
-- ``chelsea``: Chelsea the cat, Stefan van der Walt; CC0.
-- ``rocket``: DSCOVR launch on Falcon 9, SpaceX; released into the public domain.
-- ``immunohistochemistry``: IHC-stained colonic glands, CMMI; no known copyright restrictions.
-- ``hubble_deep_field``: Hubble eXtreme Deep Field, NASA; public domain.
+- ``astronaut`` (scikit-image): Eileen Collins, NASA Great Images; public domain.
+- ``coffee`` (scikit-image): coffee cup, Rachel Michetti / Pikolo Espresso Bar; CC0.
+- ``chelsea`` (scikit-image): Chelsea the cat, Stefan van der Walt; CC0.
+- ``rocket`` (scikit-image): DSCOVR launch on Falcon 9, SpaceX; released into the public domain.
+- ``grace_hopper`` (matplotlib ``sample_data``): Commodore Grace M. Hopper, official U.S. Navy photograph; public domain.
+- ``immunohistochemistry`` (scikit-image): IHC-stained colonic glands, CMMI; no known copyright restrictions.
+- ``hubble_deep_field`` (scikit-image): Hubble eXtreme Deep Field, NASA; public domain.
+- ``retina`` (scikit-image): human retina, Wikimedia Commons; CC0.
 
-Not used: the gray textures (brick, grass, gravel, camera, ...), ``retina`` (too smooth to blur visibly) and the
-Middlebury motorcycle stereo pair (research licence).
+Not used: the Middlebury motorcycle stereo pair (research licence). scikit-image's grey textures (brick, grass, gravel)
+texture the training leaves only.
 """
 
 from __future__ import annotations
@@ -36,12 +42,32 @@ from tqdm.auto import tqdm
 from pipeline.config import SynthConfig
 from pipeline.fileio import atomic_dir, write_image, write_json
 
-__all__ = ["MANIFEST_NAME", "PHOTOS", "SYNTH_VERSION", "manifest_matches", "render_sequence", "synthesize_reds"]
+__all__ = [
+    "DEAD_LEAVES",
+    "MANIFEST_NAME",
+    "PHOTOS",
+    "SYNTH_VERSION",
+    "manifest_matches",
+    "render_sequence",
+    "sequence_source",
+    "synthesize_reds",
+]
 
-SYNTH_VERSION = 1  # bump when the rendering changes, so a stored tree with the same config is rebuilt
+SYNTH_VERSION = 2  # bump when the rendering changes, so a stored tree with the same config is rebuilt
 MANIFEST_NAME = "manifest.json"
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-looking trajectories
+
+
+DEAD_LEAVES = "dead_leaves"  # the source name of procedural training sequences
+
+
+def _grace_hopper() -> np.ndarray:
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        data = np.frombuffer(f.read(), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
@@ -52,8 +78,10 @@ def _photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
         "coffee": data.coffee,
         "chelsea": data.chelsea,
         "rocket": data.rocket,
+        "grace_hopper": _grace_hopper,
         "immunohistochemistry": data.immunohistochemistry,
         "hubble_deep_field": data.hubble_deep_field,
+        "retina": data.retina,
     }
 
 
@@ -62,8 +90,10 @@ PHOTOS: tuple[str, ...] = (
     "coffee",
     "chelsea",
     "rocket",
+    "grace_hopper",
     "immunohistochemistry",
     "hubble_deep_field",
+    "retina",
 )
 
 
@@ -92,6 +122,20 @@ def _check(cfg: SynthConfig) -> None:
         raise ValueError(f"data.synth.jpeg_quality must be in 1..100, got {cfg.jpeg_quality}")
     if cfg.gamma <= 0:
         raise ValueError(f"data.synth.gamma must be positive, got {cfg.gamma}")
+    for split in ("val", "test"):
+        names = getattr(cfg, f"{split}_photos")
+        if not names:
+            raise ValueError(f"data.synth.{split}_photos is empty: list at least one of {list(PHOTOS)}")
+        unknown = sorted(set(names) - set(PHOTOS))
+        if unknown:
+            raise ValueError(f"data.synth.{split}_photos: unknown photo(s) {unknown}; available: {list(PHOTOS)}")
+    shared = sorted(set(cfg.val_photos) & set(cfg.test_photos))
+    if shared:
+        raise ValueError(f"data.synth: photo(s) {shared} are in both val_photos and test_photos; each split needs its "
+                         "own photos so test content is held out")
+    if not 0 < cfg.leaves_rmin < min(cfg.height, cfg.width) / 3:
+        raise ValueError(f"data.synth.leaves_rmin must be in (0, {min(cfg.height, cfg.width) / 3:g}), "
+                         f"got {cfg.leaves_rmin}")
 
 
 class _Trajectory:
@@ -143,12 +187,29 @@ def _warp_matrix(cfg: SynthConfig, scale: float, center, motion, t: float) -> np
     return np.hstack([a, (c - a @ frame_center)[:, None]])
 
 
+def sequence_source(cfg: SynthConfig, split: str, seq: int) -> str:
+    """What sequence ``seq`` of ``split`` films: ``dead_leaves`` (its own image) for train, else a photo's name."""
+    if split == "train":
+        return DEAD_LEAVES
+    photos = cfg.val_photos if split == "val" else cfg.test_photos
+    return photos[seq % len(photos)]
+
+
+def _scene(cfg: SynthConfig, split: str, seq: int) -> np.ndarray:
+    """The sharp RGB uint8 scene a sequence films: a fresh dead-leaves image per train sequence, else a photo."""
+    source = sequence_source(cfg, split, seq)
+    if source != DEAD_LEAVES:
+        return _photo(source)
+    from pipeline.data.deadleaves import dead_leaves
+
+    # Large enough that the camera (frame + motion margin) films it at scale 1, as a photo at native resolution.
+    return dead_leaves(2 * cfg.height, cfg.width * 8 // 5, [cfg.seed, _SPLITS[split], seq, 1], rmin=cfg.leaves_rmin)
+
+
 def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Render one sequence as a list of (blurry uint8 before JPEG, sharp uint8) RGB frames; pure and deterministic."""
     rng = np.random.default_rng([cfg.seed, _SPLITS[split], seq])
-    offset = {"train": 0, "val": 3, "test": 5}[split]  # spreads the photos over the splits
-    name = PHOTOS[(seq + offset) % len(PHOTOS)]
-    photo = _photo(name)
+    photo = _scene(cfg, split, seq)
     if rng.random() < 0.5:
         photo = photo[:, ::-1]
     linear = np.power(photo.astype(np.float32) / 255.0, cfg.gamma)
@@ -197,14 +258,18 @@ def _write_sequence(cfg: SynthConfig, root: Path, split: str, seq: int) -> int:
 
 
 def _manifest(cfg: SynthConfig) -> dict:
-    return {"synth_version": SYNTH_VERSION, "config": dataclasses.asdict(cfg)}
+    sources = {
+        split: {f"{seq:03d}": sequence_source(cfg, split, seq) for seq in range(getattr(cfg, f"{split}_sequences"))}
+        for split in _SPLITS
+    }
+    return {"synth_version": SYNTH_VERSION, "config": dataclasses.asdict(cfg), "sources": sources}
 
 
 def manifest_matches(cfg: SynthConfig, out_root: str | Path) -> bool:
     """True when ``out_root`` holds a finished synthetic REDS rendered with this exact config and renderer version."""
     path = Path(out_root) / MANIFEST_NAME
     try:
-        return json.loads(path.read_text()) == _manifest(cfg)
+        return json.loads(path.read_text()) == json.loads(json.dumps(_manifest(cfg)))
     except (OSError, ValueError):
         return False
 
