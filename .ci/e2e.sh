@@ -13,8 +13,15 @@ git config user.email ci@example.invalid && git config user.name ci
 python .ci/tiny_params.py params.yaml
 git commit -qam "tiny params for the smoke run"
 
-echo "== dvc repro (tiny)"
+echo "== dvc repro (tiny), retraining the frozen base as a user would"
+dvc unfreeze pretrain
 dvc repro
+python - <<'PY'
+import json
+prov = json.load(open("pretrained/base.json"))
+assert prov["steps"] == 20 and prov["val_curve"] and prov["data_fingerprint"] and prov["cpu"], prov
+print("pretrained base provenance OK:", {k: prov[k] for k in ("steps", "wall_time_s", "cpu", "final_gain_db")})
+PY
 python -m pipeline.submission check submissions/hinet_ntire_submission.zip --frames data/prepared/index/test300.csv
 python - <<'PY'
 import pandas as pd
@@ -24,7 +31,10 @@ df = pd.read_csv("submissions/leaderboard.csv")
 entries = set(df["entry"])
 expected = {"input", "ensemble"} | {f"{m}/{t}" for m in params.models for t in params.tta.ladder}
 assert entries == expected, sorted(entries ^ expected)
-print(f"leaderboard OK: {len(df)} rows")
+steps = pd.read_csv("submissions/ladder_steps.csv")
+assert len(steps) == len(params.models) * (len(params.tta.ladder) + 1), steps
+assert steps["ci_low"].le(steps["gain_db"]).all() and steps["gain_db"].le(steps["ci_high"]).all()
+print(f"leaderboard OK: {len(df)} rows, {len(steps)} paired steps")
 PY
 
 echo "== no-op rerun"

@@ -53,7 +53,7 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """The embedded REDS-like data set: dead leaves for training, held-out photos for val/test (``pipeline.data.synth``)."""
+    """The embedded REDS-like set: dead leaves for training, held-out photos for val/test (``pipeline.data.synth``)."""
 
     seed: int = 0
     height: int = 192
@@ -189,6 +189,14 @@ class Params:
     tta: TTAConfig = field(default_factory=TTAConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     package: PackageConfig = field(default_factory=PackageConfig)
+
+    def __post_init__(self):
+        if "ensemble" in self.models:
+            raise ConfigError("models.ensemble: 'ensemble' is reserved (outputs/eval/ensemble holds the ensemble's "
+                              "scores); rename the model")
+        unknown = sorted(set(self.ensemble.members) - set(self.models))
+        if unknown:
+            raise ConfigError(f"ensemble.members: {unknown} are not models (models: {sorted(self.models)})")
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

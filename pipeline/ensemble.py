@@ -30,6 +30,7 @@ __all__ = [
     "run_ensemble",
     "split_fit_heldout",
     "to_uint8",
+    "variant_csv",
 ]
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,36 @@ def _joined(values: Sequence[str]) -> str:
     return ",".join(dict.fromkeys(str(v) for v in values))
 
 
+def variant_csv(per_image_csv: str | Path, variant: str) -> Path:
+    """Where the per-frame scores of a non-published weighting (``equal`` beside ``fitted``) are written."""
+    path = Path(per_image_csv)
+    return path.with_name(f"{path.stem}_{variant}{path.suffix}")
+
+
+def _score_variant(
+    val_dirs: Sequence[Path],
+    val_index: pd.DataFrame,
+    weights: np.ndarray,
+    members: Sequence[str],
+    inputs: pd.DataFrame,
+    per_image_csv: str | Path,
+    workers: int,
+) -> dict:
+    """Score another weighting of the same members on val-300 (built in a scratch folder, then removed)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ensemble-variant-") as scratch:
+        out = Path(scratch)
+        (out / "png16").mkdir()
+        (out / "png8").mkdir()
+        for name in val_index["name"]:
+            _write_frame(list(val_dirs), name, weights, out)
+        per_image = score_dir(out / "png8", val_index, workers=workers)
+    write_per_image_csv(variant_csv(per_image_csv, "equal"), per_image, inputs)
+    return {**summarize(per_image, inputs), "weights": {m: round(float(x), 6) for m, x in zip(members, weights,
+                                                                                              strict=True)}}
+
+
 def run_ensemble(
     member_pred_dirs: Mapping[str, Mapping[str, str | Path]],
     splits: Sequence[str],
@@ -270,6 +301,8 @@ def run_ensemble(
     With ``fit`` the weights are fitted on part of ``val_split`` (``weights`` is then ignored). Each split is built
     in a temporary directory and renamed into place. The runtime per frame is the sum over the members with non-zero
     weight (the real cost of running the ensemble). Writes the per-image CSV and summary JSON and returns the summary.
+    With fitted or configured weights, the equal-weight ensemble is scored too (``variants``, and its per-image CSV
+    at :func:`variant_csv`), so the fit is always judged against the plain average.
     """
     members = list(member_pred_dirs)
     if not members:
@@ -330,6 +363,11 @@ def run_ensemble(
     write_per_image_csv(per_image_csv, per_image, inputs)
     summary = summarize(per_image, inputs)
     in_summary = summarize(inputs, inputs)
+    published = "fitted" if fit else "weights" if weights else "equal"
+    variants = {published: {**summary, "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)}}}
+    if published != "equal":  # the equal-weight ensemble always shows beside fitted or configured weights
+        equal = normalise_weights(None, len(members))
+        variants["equal"] = _score_variant(val_dirs, val_index, equal, members, inputs, per_image_csv, workers)
     member_psnr = {
         m: round(float(score_dir(d / "png8", val_index, workers=workers, with_ssim=False)["psnr"].mean()), 4)
         for m, d in zip(members, val_dirs, strict=True)
@@ -337,9 +375,11 @@ def run_ensemble(
     best = max(member_psnr, key=member_psnr.get)
     result = {
         **summary,
-        "input": {"psnr": in_summary["psnr"], "ssim": in_summary["ssim"]},
+        "input": {"psnr": in_summary["psnr"], "ssim": in_summary["ssim"], "ssim3d": in_summary["ssim3d"]},
         "members": members,
         "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)},
+        "published": published,
+        "variants": variants,
         "seconds_per_frame": round(runtimes[val_split]["seconds_per_frame"], 5),
         "device": runtimes[val_split]["device"],
         "member_psnr": member_psnr,

@@ -23,6 +23,7 @@ its two accumulator maps are image-sized.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,21 +38,36 @@ from pipeline.config import CropsConfig
 from pipeline.device import autocast, model_device, resolve_device, resolve_precision, uses_channels_last
 
 __all__ = [
+    "MODE_PARTS",
+    "PARTS",
     "TRANSFORM_SETS",
     "TTA_MODES",
     "Patch",
     "accumulate",
+    "accumulate_parts",
     "blend_window",
+    "combine_parts",
     "dihedral",
     "dihedral_inverse",
+    "plan_parts",
     "plan_patches",
     "random_crops",
     "restore",
+    "restore_ladder",
     "tile_patches",
     "tile_positions",
 ]
 
 TTA_MODES = ("plain", "x8", "crops", "x8+crops")
+# A plan's parts: the identity tiling pass, the seven other dihedral tiling passes, the random crops. Each mode is a
+# union of parts; its result is (sum of the parts' weighted outputs) / (sum of their weights), added in this order.
+PARTS = ("tiles", "tiles_x7", "crops")
+MODE_PARTS: dict[str, tuple[str, ...]] = {
+    "plain": ("tiles",),
+    "x8": ("tiles", "tiles_x7"),
+    "crops": ("tiles", "crops"),
+    "x8+crops": ("tiles", "tiles_x7", "crops"),
+}
 # 'flips' are the four shape-preserving transforms: identity, rot180 (flip H and W), flip W, flip H.
 TRANSFORM_SETS: dict[str, tuple[int, ...]] = {"all8": tuple(range(8)), "identity": (0,), "flips": (0, 2, 4, 6)}
 
@@ -162,17 +178,37 @@ def random_crops(height: int, width: int, crops: CropsConfig) -> list[Patch]:
     return [Patch(y, x, ch, cw, choices[t]) for y, x, t in zip(ys, xs, ts, strict=True)]
 
 
+def plan_parts(
+    height: int,
+    width: int,
+    *,
+    tile: int,
+    overlap: int,
+    modes: Sequence[str],
+    crops: CropsConfig | None = None,
+) -> dict[str, list[Patch]]:
+    """The parts ``modes`` need, in ``PARTS`` order: each TTA mode is a union of parts (``MODE_PARTS``), so a ladder
+    of modes runs each part's forwards once."""
+    for mode in modes:
+        if mode not in TTA_MODES:
+            raise ValueError(f"tta mode {mode!r} is not one of {list(TTA_MODES)}")
+    needed = {part for mode in modes for part in MODE_PARTS[mode]}
+    parts: dict[str, list[Patch]] = {}
+    if "tiles" in needed:
+        parts["tiles"] = tile_patches(height, width, tile, overlap, (0,))
+    if "tiles_x7" in needed:
+        parts["tiles_x7"] = tile_patches(height, width, tile, overlap, TRANSFORM_SETS["all8"][1:])
+    if "crops" in needed:
+        parts["crops"] = random_crops(height, width, crops if crops is not None else CropsConfig())
+    return parts
+
+
 def plan_patches(
     height: int, width: int, *, tile: int, overlap: int, tta: str, crops: CropsConfig | None = None
 ) -> list[Patch]:
     """Every patch one TTA mode runs for an image of ``height`` x ``width``: tiles (x1 or x8) plus random crops."""
-    if tta not in TTA_MODES:
-        raise ValueError(f"tta mode {tta!r} is not one of {list(TTA_MODES)}")
-    transforms = TRANSFORM_SETS["all8"] if tta.startswith("x8") else (0,)
-    patches = tile_patches(height, width, tile, overlap, transforms)
-    if tta.endswith("crops"):
-        patches += random_crops(height, width, crops if crops is not None else CropsConfig())
-    return patches
+    parts = plan_parts(height, width, tile=tile, overlap=overlap, modes=(tta,), crops=crops)
+    return [p for part in parts.values() for p in part]
 
 
 def _forward(model: nn.Module, x: Tensor, dtype: torch.dtype | None, channels_last: bool) -> Tensor:
@@ -203,6 +239,31 @@ def accumulate(
     Patches stream in: each (transform, shape) group is run as soon as it holds ``batch`` patches, so at most
     eight partial batches are held at once. The restored image is ``sum / weight``.
     """
+    total = total if total is not None else (len(patches) if isinstance(patches, Sequence) else None)
+    return accumulate_parts(
+        model, image, {"all": patches}, overlap=overlap, batch=batch, dtype=dtype, channels_last=channels_last,
+        progress=progress, total=total,
+    )["all"]
+
+
+def accumulate_parts(
+    model: nn.Module,
+    image: Tensor,
+    parts: dict[str, Iterable[Patch]],
+    *,
+    overlap: int,
+    batch: int = 8,
+    dtype: torch.dtype | None = None,
+    channels_last: bool | None = None,
+    progress: bool = False,
+    total: int | None = None,
+    seconds: dict[str, float] | None = None,
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Run each part's patches of a (1, C, H, W) image through the model into that part's float64 (sum, weight) maps.
+
+    Batches never mix parts (groups are keyed by part, transform and shape), so a part's maps are bit-identical
+    whichever other parts run beside it. ``seconds``, when given, receives the model time spent per part.
+    """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"accumulate needs a (1, C, H, W) image, got shape {tuple(image.shape)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -210,8 +271,13 @@ def accumulate(
     if channels_last is None:
         channels_last = uses_channels_last(model)
     _, c, height, width = image.shape
-    acc = torch.zeros((1, c, height, width), dtype=torch.float64, device=image.device)
-    weight = torch.zeros((1, 1, height, width), dtype=torch.float64, device=image.device)
+    maps = {
+        name: (
+            torch.zeros((1, c, height, width), dtype=torch.float64, device=image.device),
+            torch.zeros((1, 1, height, width), dtype=torch.float64, device=image.device),
+        )
+        for name in parts
+    }
     windows: dict[tuple[int, bool, bool], Tensor] = {}
 
     def window(length: int, flush_start: bool, flush_end: bool) -> Tensor:
@@ -220,10 +286,13 @@ def accumulate(
             windows[key] = blend_window(length, overlap, flush_start, flush_end).to(image.device)
         return windows[key]
 
-    total = total if total is not None else (len(patches) if isinstance(patches, Sequence) else None)
+    if total is None and all(isinstance(p, Sequence) for p in parts.values()):
+        total = sum(len(p) for p in parts.values())
     bar = tqdm(total=total, desc="restore", unit="patch", leave=False, disable=None if progress else True)
 
-    def run(group: list[Patch]) -> None:
+    def run(name: str, group: list[Patch]) -> None:
+        start = time.perf_counter()
+        acc, weight = maps[name]
         t = group[0].t
         x = torch.stack([image[0, :, p.y : p.y + p.h, p.x : p.x + p.w] for p in group])
         out = dihedral_inverse(_forward(model, dihedral(x, t), dtype, channels_last), t)
@@ -233,24 +302,44 @@ def accumulate(
             win = window(p.h, p.y == 0, p.y + p.h == height)[:, None] * window(p.w, p.x == 0, p.x + p.w == width)
             acc[0, :, p.y : p.y + p.h, p.x : p.x + p.w] += o.double() * win
             weight[0, 0, p.y : p.y + p.h, p.x : p.x + p.w] += win
+        if seconds is not None:
+            if image.device.type == "cuda":
+                torch.cuda.synchronize(image.device)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
         bar.update(len(group))
 
-    pending: dict[tuple[int, int, int], list[Patch]] = {}
     try:
-        for p in patches:
-            if not (0 <= p.y and p.y + p.h <= height and 0 <= p.x and p.x + p.w <= width and p.h > 0 and p.w > 0):
-                raise ValueError(f"patch {p} lies outside the {height}x{width} image")
-            group = pending.setdefault((p.t, p.h, p.w), [])
-            group.append(p)
-            if len(group) == batch:
-                run(group)
-                pending[(p.t, p.h, p.w)] = []
-        for group in pending.values():
-            if group:
-                run(group)
+        for name, patches in parts.items():
+            pending: dict[tuple[int, int, int], list[Patch]] = {}
+            for p in patches:
+                if not (0 <= p.y and p.y + p.h <= height and 0 <= p.x and p.x + p.w <= width and p.h > 0 and p.w > 0):
+                    raise ValueError(f"patch {p} lies outside the {height}x{width} image")
+                group = pending.setdefault((p.t, p.h, p.w), [])
+                group.append(p)
+                if len(group) == batch:
+                    run(name, group)
+                    pending[(p.t, p.h, p.w)] = []
+            for group in pending.values():
+                if group:
+                    run(name, group)
     finally:
         bar.close()
-    return acc, weight
+    return maps
+
+
+def combine_parts(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
+    """The float32 result of TTA ``mode`` from per-part (sum, weight) maps: parts summed in ``PARTS`` order."""
+    names = MODE_PARTS[mode]
+    missing = [n for n in names if n not in maps]
+    if missing:
+        raise ValueError(f"tta mode {mode!r} needs part(s) {missing}; have {sorted(maps)}")
+    acc, weight = maps[names[0]][0].clone(), maps[names[0]][1].clone()
+    for n in names[1:]:
+        acc += maps[n][0]
+        weight += maps[n][1]
+    if not bool((weight > 0).all()):
+        raise RuntimeError("internal error: some pixels received no blending weight")
+    return (acc / weight).float()
 
 
 @dataclass(frozen=True)
@@ -315,12 +404,44 @@ def restore(
     be on ``device`` (default: where its parameters are) and in eval mode; it is never moved or modified. Runs under
     ``torch.inference_mode`` and autocast per ``precision``; blending accumulates in float64.
     """
+    return restore_ladder(
+        model, image, modes=(tta,), tile=tile, overlap=overlap, crops=crops, batch=batch, precision=precision,
+        device=device, progress=progress, clamp=clamp,
+    )[tta]
+
+
+def restore_ladder(
+    model: nn.Module,
+    image,
+    *,
+    modes: Sequence[str],
+    tile: int = 256,
+    overlap: int = 32,
+    crops: CropsConfig | None = None,
+    batch: int = 8,
+    precision: str = "auto",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    clamp: bool = True,
+    seconds: dict[str, float] | None = None,
+) -> dict:
+    """Restore ``image`` under every TTA mode of ``modes`` from one set of forwards: ``{mode: result}``.
+
+    Each part a mode needs (identity tiling, the seven other dihedral tilings, the random crops) runs once; each mode
+    is then (sum of its parts) / (weight of its parts), bit-identical to :func:`restore` with that mode alone. A ladder
+    of plain, x8 and x8+crops thus costs the forwards of x8+crops. Arguments and result format as :func:`restore`;
+    ``seconds`` receives the model time per part (a mode's own cost is the sum over its parts, ``MODE_PARTS``).
+    """
     _check_tiling(tile, overlap)
-    if tta not in TTA_MODES:
-        raise ValueError(f"tta mode {tta!r} is not one of {list(TTA_MODES)}")
+    modes = tuple(dict.fromkeys(modes))
+    if not modes:
+        raise ValueError("restore_ladder needs at least one tta mode")
+    for mode in modes:
+        if mode not in TTA_MODES:
+            raise ValueError(f"tta mode {mode!r} is not one of {list(TTA_MODES)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if tta.endswith("crops"):
+    if any(mode.endswith("crops") for mode in modes):
         crops = crops if crops is not None else CropsConfig()
         _check_crops(crops)
     where = model_device(model)
@@ -331,31 +452,27 @@ def restore(
         )
     dtype = resolve_precision(precision, device)
     if model.training:
-        warnings.warn("restore() called on a model in training mode; call model.eval() first", stacklevel=2)
+        warnings.warn("restore() called on a model in training mode; call model.eval() first", stacklevel=3)
     channels_last = uses_channels_last(model)
 
     x, layout = _to_batch(image, device)
-    outs = []
+    outs: dict[str, list[Tensor]] = {mode: [] for mode in modes}
     with torch.inference_mode():
         for frame in x.split(1):
             h, w = frame.shape[-2:]
-            patches = plan_patches(h, w, tile=tile, overlap=overlap, tta=tta, crops=crops)
-            acc, weight = accumulate(
-                model,
-                frame,
-                patches,
-                overlap=overlap,
-                batch=batch,
-                dtype=dtype,
-                channels_last=channels_last,
-                progress=progress,
+            parts = plan_parts(h, w, tile=tile, overlap=overlap, modes=modes, crops=crops)
+            maps = accumulate_parts(
+                model, frame, parts, overlap=overlap, batch=batch, dtype=dtype, channels_last=channels_last,
+                progress=progress, seconds=seconds,
             )
-            if not bool((weight > 0).all()):
-                raise RuntimeError("internal error: some pixels received no blending weight")
-            out = (acc / weight).float()
-            outs.append(out.clamp_(0.0, 1.0) if clamp else out)
-        y = torch.cat(outs).to(layout.device)
-    y = y.clone()  # a normal tensor, not an inference tensor, so callers may modify it in place
-    if layout.kind == "numpy":
-        return y[0].permute(1, 2, 0).contiguous().numpy()
-    return y[0] if layout.kind == "chw" else y
+            for mode in modes:
+                out = combine_parts(maps, mode)
+                outs[mode].append(out.clamp_(0.0, 1.0) if clamp else out)
+    results = {}
+    for mode in modes:
+        y = torch.cat(outs[mode]).to(layout.device).clone()  # a normal tensor, not an inference tensor
+        if layout.kind == "numpy":
+            results[mode] = y[0].permute(1, 2, 0).contiguous().numpy()
+        else:
+            results[mode] = y[0] if layout.kind == "chw" else y
+    return results

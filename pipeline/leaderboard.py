@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.fileio import atomic_path, read_json, write_json, write_text
+from pipeline.ladder import STEP_COLUMNS
+from pipeline.stats import paired_gain
 
 __all__ = [
     "COLUMNS",
@@ -41,7 +43,10 @@ COLUMNS = [
     "tta",
     "psnr",
     "ssim",
+    "ssim3d",
     "gain_db",
+    "gain_ci_low",
+    "gain_ci_high",
     "params",
     "macs_g",
     "seconds_per_frame",
@@ -49,7 +54,11 @@ COLUMNS = [
     "pareto",
     "settings",
 ]
-SSIM_NOTE = "SSIM: per-channel 2D Gaussian SSIM (BasicSR / scikit-image convention); PSNR on 8-bit RGB, no crop."
+SSIM_NOTE = (
+    "SSIM: per-channel 2D Gaussian SSIM (BasicSR / scikit-image convention); SSIM3D: HINet's 3D-Gaussian SSIM (the "
+    "paper's tables); PSNR on 8-bit RGB, no crop. gain CI: 95% bootstrap interval of the paired per-frame gain over "
+    "the input."
+)
 
 
 class LeaderboardError(ValueError):
@@ -111,8 +120,12 @@ def build_leaderboard(
     eval_jsons: Sequence[str | Path],
     ensemble_json: str | Path | None,
     train_jsons: Sequence[str | Path],
+    per_frame: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per scored thing (input, model x TTA mode, ensemble), sorted by PSNR with rank and Pareto columns.
+
+    ``per_frame`` (entry -> per-frame scores, :func:`pipeline.ladder.read_per_frame`) adds each row's 95% interval of
+    its paired gain over the input (``gain_ci_low`` / ``gain_ci_high``); NaN without it.
 
     ``eval_jsons`` are :func:`pipeline.evaluate.evaluate_model` summaries, ``ensemble_json`` the
     :func:`pipeline.ensemble.run_ensemble` summary, ``train_jsons`` the training metrics (``params``,
@@ -142,6 +155,7 @@ def build_leaderboard(
                 "tta": "",
                 "psnr": _num(input_scores.get("psnr")),
                 "ssim": _num(input_scores.get("ssim")),
+                "ssim3d": _num(input_scores.get("ssim3d")),
                 "gain_db": 0.0,
                 "params": math.nan,
                 "macs_g": math.nan,
@@ -166,6 +180,7 @@ def build_leaderboard(
                     "tta": mode,
                     "psnr": _num(row.get("psnr")),
                     "ssim": _num(row.get("ssim")),
+                    "ssim3d": _num(row.get("ssim3d")),
                     "gain_db": _num(row.get("gain_db")),
                     "params": _num(tr.get("params", ev.get("params"))),
                     "macs_g": _num(tr.get("macs_g_256", ev.get("macs_g_256"))),
@@ -176,45 +191,66 @@ def build_leaderboard(
             )
 
     if ens is not None:
-        weights = ens.get("weights") or {}
-        members = list(ens.get("members") or weights)
-        member_params = [_num(train.get(m, {}).get("params")) for m in members]
-        member_macs = [_num(train.get(m, {}).get("macs_g_256")) for m in members]
-        settings = "weights " + " ".join(f"{m}={float(w):.3f}" for m, w in weights.items())
-        if isinstance(ens.get("fit"), dict):
-            settings += f" (fitted; held-out {ens['fit'].get('heldout_gain_db', math.nan):+.3f} dB vs equal)"
-        if ens.get("settings"):
-            settings += f"; {ens['settings']}"
-        rows.append(
-            {
-                "entry": "ensemble",
-                "model": "+".join(members),
-                "tta": "ensemble",
-                "psnr": _num(ens.get("psnr")),
-                "ssim": _num(ens.get("ssim")),
-                "gain_db": _num(ens.get("gain_db")),
-                "params": float(sum(member_params)) if members else math.nan,
-                "macs_g": float(sum(member_macs)) if members else math.nan,
-                "seconds_per_frame": _num(ens.get("seconds_per_frame")),
-                "device": str(ens.get("device", "")),
-                "settings": settings,
-            }
-        )
+        rows.extend(_ensemble_rows(ens, train))
 
     if not rows:
         raise LeaderboardError("nothing to rank: no evaluation, ensemble or input scores given")
     df = pd.DataFrame(rows)
+    df["gain_ci_low"], df["gain_ci_high"] = math.nan, math.nan
+    if per_frame is not None and "input" in per_frame:
+        for i, entry in df["entry"].items():
+            if entry != "input" and entry in per_frame:
+                gain = paired_gain(per_frame["input"]["psnr"], per_frame[entry]["psnr"])
+                df.loc[i, ["gain_ci_low", "gain_ci_high"]] = gain["ci_low"], gain["ci_high"]
     df = df.sort_values("psnr", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
     df["rank"] = df["psnr"].rank(ascending=False, method="min").astype("Int64")
     df["pareto"] = pareto_front(df["seconds_per_frame"], df["psnr"])
     return df[COLUMNS]
 
 
-def ablation_ladder(df: pd.DataFrame) -> pd.DataFrame:
+def _ensemble_rows(ens: dict, train: dict) -> list[dict]:
+    """The published ensemble (entry ``ensemble``) and, beside it, every other weighting scored (``ensemble/equal``)."""
+    members = list(ens.get("members") or (ens.get("weights") or {}))
+    member_params = [_num(train.get(m, {}).get("params")) for m in members]
+    member_macs = [_num(train.get(m, {}).get("macs_g_256")) for m in members]
+    published = ens.get("published", "fitted" if isinstance(ens.get("fit"), dict) else "weights")
+    variants = ens.get("variants") if isinstance(ens.get("variants"), dict) else {published: ens}
+    rows = []
+    for name, var in variants.items():
+        weights = var.get("weights") or ens.get("weights") or {}
+        settings = f"{name} weights " + " ".join(f"{m}={float(w):.3f}" for m, w in weights.items())
+        if name == "fitted" and isinstance(ens.get("fit"), dict):
+            settings += f" (held-out {ens['fit'].get('heldout_gain_db', math.nan):+.3f} dB vs equal)"
+        if ens.get("settings"):
+            settings += f"; {ens['settings']}"
+        is_published = name == published
+        rows.append(
+            {
+                "entry": "ensemble" if is_published else f"ensemble/{name}",
+                "model": "+".join(members),
+                "tta": "ensemble",
+                "psnr": _num(var.get("psnr")),
+                "ssim": _num(var.get("ssim")),
+                "ssim3d": _num(var.get("ssim3d")),
+                "gain_db": _num(var.get("gain_db")),
+                "params": float(sum(member_params)) if members else math.nan,
+                "macs_g": float(sum(member_macs)) if members else math.nan,
+                # Members with weight 0 need not run; the published runtime already says so.
+                "seconds_per_frame": _num(ens.get("seconds_per_frame")) if is_published else math.nan,
+                "device": str(ens.get("device", "")),
+                "settings": settings + ("" if is_published else f" (scored only; {published} is submitted)"),
+            }
+        )
+    return rows
+
+
+def ablation_ladder(df: pd.DataFrame, per_frame: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """The paper's NTIRE ladder from a leaderboard: input -> best single model (no TTA) -> + x8 -> + crops -> ensemble.
 
     The single model is the one with the best plain (no-TTA) PSNR; steps whose rows do not exist are skipped.
-    Columns: step, entry, psnr, ssim, delta_db (over the previous step), total_db (over the first), seconds_per_frame.
+    Columns: step, entry, psnr, ssim, delta_db (over the previous step), total_db (over the first), seconds_per_frame,
+    and with ``per_frame`` the 95% interval of each step's paired per-frame gain (``ci_low``, ``ci_high``,
+    ``significant``).
     """
     by_entry = df.set_index("entry")
     steps: list[tuple[str, str]] = []
@@ -254,6 +290,15 @@ def ablation_ladder(df: pd.DataFrame) -> pd.DataFrame:
     ladder = pd.DataFrame(rows, columns=["step", "entry", "psnr", "ssim", "seconds_per_frame"])
     ladder.insert(4, "delta_db", ladder["psnr"].diff().fillna(0.0))
     ladder.insert(5, "total_db", ladder["psnr"] - (ladder["psnr"].iloc[0] if len(ladder) else 0.0))
+    ladder["ci_low"], ladder["ci_high"], ladder["significant"] = math.nan, math.nan, False
+    if per_frame is not None:
+        entries = list(ladder["entry"])
+        for i in range(1, len(entries)):
+            before, after = entries[i - 1], entries[i]
+            if before in per_frame and after in per_frame:
+                gain = paired_gain(per_frame[before]["psnr"], per_frame[after]["psnr"])
+                ladder.loc[i, ["ci_low", "ci_high"]] = gain["ci_low"], gain["ci_high"]
+                ladder.loc[i, "significant"] = gain["significant"]
     return ladder
 
 
@@ -285,27 +330,40 @@ def _plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
         pad = max(0.25 * (hi - lo), 0.05)
         ax.bar(x, ladder["psnr"] - (lo - pad), bottom=lo - pad, color="tab:blue", alpha=0.8)
         ax.step(x, ladder["psnr"], where="mid", color="k", lw=0.8)
+        has_ci = "ci_low" in ladder and ladder["ci_low"].notna().any()
         for i, r in ladder.iterrows():
-            note = f"{r['psnr']:.2f} dB" + (f"\n{r['delta_db']:+.2f}" if i else "")
-            ax.text(i, r["psnr"] + pad * 0.08, note, ha="center", va="bottom", fontsize=9)
-        ax.set_ylim(lo - pad, hi + 2 * pad)
+            note = f"{r['psnr']:.2f} dB" + (f"\n{r['delta_db']:+.3f}" if i else "")
+            top = r["psnr"]
+            if i and has_ci and np.isfinite(r["ci_low"]):
+                prev = ladder["psnr"].iloc[i - 1]  # the step's 95% interval, drawn from the previous step's level
+                lo, hi = prev + r["ci_low"], prev + r["ci_high"]
+                ax.errorbar(i, r["psnr"], yerr=[[r["psnr"] - lo], [hi - r["psnr"]]], fmt="none", ecolor="k",
+                            capsize=5, lw=1.2)
+                note += f"\n[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else "\nn.s.")
+                top = max(top, hi)
+            ax.text(i, top + pad * 0.08, note, ha="center", va="bottom", fontsize=8)
+        top = max(hi, float((ladder["psnr"].shift(1) + ladder["ci_high"]).max(skipna=True) or hi)) if has_ci else hi
+        ax.set_ylim(lo - pad, top + 3 * pad)
         ax.set_xticks(x, ladder["step"], rotation=10, fontsize=9)
         cells = [
             [
                 r["step"],
-                f"{r['psnr']:.2f}",
+                f"{r['psnr']:.3f}",
                 f"{r['ssim']:.4f}",
-                f"{r['delta_db']:+.2f}",
-                f"{r['total_db']:+.2f}",
+                f"{r['delta_db']:+.3f}",
+                "" if not np.isfinite(r.get("ci_low", math.nan)) else
+                f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else " n.s."),
+                f"{r['total_db']:+.3f}",
                 f"{r['seconds_per_frame']:.3g}",
             ]
             for _, r in ladder.iterrows()
         ]
-        table = tab.table(cells, colLabels=["Method", "PSNR", "SSIM", "step dB", "total dB", "s / frame"], loc="center")
+        labels = ["Method", "PSNR", "SSIM", "step dB", "step 95% CI", "total dB", "s / frame"]
+        table = tab.table(cells, colLabels=labels, loc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
     ax.set_ylabel("PSNR (dB), val-300")
-    ax.set_title("Ablation ladder (as in the HINet NTIRE 2021 table)")
+    ax.set_title("Ablation ladder (as in the HINet NTIRE 2021 table); bars: 95% CI of each step's paired gain")
     tab.axis("off")
     _save(fig, path)
 
@@ -343,25 +401,63 @@ def _plot_pareto(df: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    """The leaderboard as a Markdown table with readable number formats."""
+def _fmt(v, spec: str) -> str:
+    return "" if v is None or not np.isfinite(v) else format(v, spec)
+
+
+def _markdown(df: pd.DataFrame, steps: pd.DataFrame | None = None, spreads: dict | None = None) -> str:
+    """The leaderboard as Markdown with readable number formats, then the paired steps and the seed spread."""
     show = df.copy()
     show["psnr"] = show["psnr"].map(lambda v: f"{v:.3f}")
     show["ssim"] = show["ssim"].map(lambda v: f"{v:.4f}")
+    show["ssim3d"] = show["ssim3d"].map(lambda v: _fmt(v, ".4f"))
     show["gain_db"] = show["gain_db"].map(lambda v: f"{v:+.3f}")
+    bounds = zip(df["gain_ci_low"], df["gain_ci_high"], strict=True)
+    show["gain_ci_low"] = ["" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in bounds]
+    show = show.drop(columns=["gain_ci_high"])
     show["params"] = show["params"].map(lambda v: "" if not np.isfinite(v) else f"{int(v):,}")
     show["macs_g"] = show["macs_g"].map(lambda v: "" if not np.isfinite(v) else f"{v:.2f}")
     show["seconds_per_frame"] = show["seconds_per_frame"].map(lambda v: "" if not np.isfinite(v) else f"{v:.4g}")
     show["pareto"] = show["pareto"].map(lambda v: "*" if v else "")
-    show = show.rename(columns={"macs_g": "GMACs@256", "seconds_per_frame": "s/frame", "gain_db": "gain dB"})
-    numeric = {"rank", "psnr", "ssim", "gain dB", "params", "GMACs@256", "s/frame"}
+    show = show.rename(columns={"macs_g": "GMACs@256", "seconds_per_frame": "s/frame", "gain_db": "gain dB",
+                                "gain_ci_low": "gain 95% CI", "ssim3d": "SSIM3D"})
+    numeric = {"rank", "psnr", "ssim", "SSIM3D", "gain dB", "params", "GMACs@256", "s/frame"}
     align = ["right" if c in numeric else "left" for c in show.columns]
     table = show.to_markdown(index=False, disable_numparse=True, colalign=align)
-    return f"# Leaderboard (val-300)\n\n{table}\n\n{SSIM_NOTE} `pareto` *: on the Pareto front.\n"
+    text = f"# Leaderboard (val-300)\n\n{table}\n\n{SSIM_NOTE} `pareto` *: on the Pareto front.\n"
+    if steps is not None and len(steps):
+        st = steps.copy()
+        st["gain_db"] = st["gain_db"].map(lambda v: f"{v:+.4f}")
+        st["95% CI"] = [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(steps["ci_low"], steps["ci_high"], strict=True)]
+        st["significant"] = st["significant"].map(lambda v: "yes" if v else "not significant")
+        st = st[["step", "model", "before", "after", "gain_db", "95% CI", "frames", "significant"]]
+        text += (
+            "\n## Every step, paired per frame\n\nGain of `after` over `before` on the same val-300 frames: mean, 95% "
+            "bootstrap interval (10,000 resamples, fixed seed) and whether the interval excludes zero.\n\n"
+            + st.to_markdown(index=False, disable_numparse=True) + "\n"
+        )
+    if spreads:
+        sp = pd.DataFrame([{"tta": mode, **v} for mode, v in spreads.items()])
+        text += (
+            "\n## Seed spread of the members\n\nMean val-300 PSNR of the members (same recipe, different seeds).\n\n"
+            + sp.to_markdown(index=False, floatfmt=".4f") + "\n"
+        )
+    return text
 
 
-def write_leaderboard(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """Write leaderboard.csv/.md/.json, ablation_ladder.png and pareto.png into ``out_dir``, each atomically."""
+def write_leaderboard(
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    steps: pd.DataFrame | None = None,
+    spreads: dict | None = None,
+    per_frame: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, Path]:
+    """Write leaderboard.csv/.md/.json, ladder_steps.csv, ablation_ladder.png and pareto.png, each atomically.
+
+    ``steps`` (:func:`pipeline.ladder.step_table`) and ``spreads`` (:func:`pipeline.ladder.seed_spreads`) add the
+    paired statistics; ``per_frame`` adds the intervals to the ablation-ladder chart.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -370,14 +466,19 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
             ("csv", "leaderboard.csv"),
             ("md", "leaderboard.md"),
             ("json", "leaderboard.json"),
+            ("steps", "ladder_steps.csv"),
             ("ladder", "ablation_ladder.png"),
             ("pareto", "pareto.png"),
         ]
     }
     with atomic_path(paths["csv"]) as tmp:
         df.to_csv(tmp, index=False)
-    write_text(paths["md"], _markdown(df))
-    _plot_ladder(ablation_ladder(df), paths["ladder"])
+    steps = steps if steps is not None else pd.DataFrame(columns=STEP_COLUMNS)
+    with atomic_path(paths["steps"]) as tmp:
+        steps.to_csv(tmp, index=False)
+    write_text(paths["md"], _markdown(df, steps, spreads))
+    ladder = ablation_ladder(df, per_frame)
+    _plot_ladder(ladder, paths["ladder"])
     _plot_pareto(df, paths["pareto"])
 
     def first(mask) -> pd.Series | None:
@@ -388,18 +489,28 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     single = first((df["model"] != "") & (df["tta"] != "ensemble"))
     ens = first(df["entry"] == "ensemble")
     inp = first(df["entry"] == "input")
-    write_json(
-        paths["json"],
-        {
-            "best_entry": None if best is None else best["entry"],
-            "best_psnr": None if best is None else round(float(best["psnr"]), 4),
-            "best_single_entry": None if single is None else single["entry"],
-            "best_single_psnr": None if single is None else round(float(single["psnr"]), 4),
-            "ensemble_psnr": None if ens is None else round(float(ens["psnr"]), 4),
-            "input_psnr": None if inp is None else round(float(inp["psnr"]), 4),
-            "n_rows": len(df),
-        },
-    )
+    summary = {
+        "best_entry": None if best is None else best["entry"],
+        "best_psnr": None if best is None else round(float(best["psnr"]), 4),
+        "best_single_entry": None if single is None else single["entry"],
+        "best_single_psnr": None if single is None else round(float(single["psnr"]), 4),
+        "ensemble_psnr": None if ens is None else round(float(ens["psnr"]), 4),
+        "input_psnr": None if inp is None else round(float(inp["psnr"]), 4),
+        "n_rows": len(df),
+    }
+    if len(steps):
+        summary["steps"] = {
+            f"{r['model'] or 'ensemble'}: {r['step']}": {
+                "gain_db": round(float(r["gain_db"]), 4),
+                "ci_low": round(float(r["ci_low"]), 4),
+                "ci_high": round(float(r["ci_high"]), 4),
+                "significant": bool(r["significant"]),
+            }
+            for _, r in steps.iterrows()
+        }
+    if spreads:
+        summary["seed_spread"] = {mode: {k: round(v, 4) for k, v in sp.items()} for mode, sp in spreads.items()}
+    write_json(paths["json"], summary)
     return paths
 
 

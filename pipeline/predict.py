@@ -9,9 +9,8 @@ share into it, and rank 0 writes ``runtime.json`` and renames it into place once
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,9 @@ from tqdm.auto import tqdm
 from pipeline.config import CropsConfig
 from pipeline.device import describe_device, model_device, precision_name, resolve_precision
 from pipeline.fileio import atomic_dir, read_image, write_image, write_image16, write_json
-from pipeline.inference import restore
+from pipeline.inference import MODE_PARTS, restore_ladder
 
-__all__ = ["RUNTIME_KEYS", "predict_index", "read_index"]
+__all__ = ["RUNTIME_KEYS", "predict_index", "predict_ladder", "read_index", "run_inference", "to_uint8"]
 
 RUNTIME_KEYS = ("seconds_per_frame", "frames", "device", "precision", "tta")
 
@@ -87,54 +86,92 @@ def predict_index(
     accelerator=None,
     progress: bool = True,
 ) -> dict:
-    """Restore every ``blur_path`` of ``index_csv`` into ``out_dir`` and return the runtime dict (also runtime.json).
+    """Restore every ``blur_path`` of ``index_csv`` into ``out_dir`` under one TTA mode; returns the runtime dict.
 
     The model must already be on its device (``pipeline.device.prepare_model``; with an accelerator, on
-    ``accelerator.device``) and in eval mode. ``seconds_per_frame`` times :func:`pipeline.inference.restore` only
-    (no file I/O), averaged over all frames of all processes, the first (warm-up) frame included.
+    ``accelerator.device``) and in eval mode. See :func:`predict_ladder` for the timing rule.
     """
+    return predict_ladder(
+        model, index_csv, {tta: out_dir}, tile=tile, overlap=overlap, batch=batch, precision=precision, crops=crops,
+        accelerator=accelerator, progress=progress,
+    )[tta]
+
+
+def predict_ladder(
+    model: nn.Module,
+    index_csv: str | os.PathLike,
+    out_dirs: dict[str, str | os.PathLike],
+    *,
+    tile: int = 256,
+    overlap: int = 32,
+    batch: int = 8,
+    precision: str = "auto",
+    crops: CropsConfig | None = None,
+    accelerator=None,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Restore every frame of ``index_csv`` under each TTA mode of ``out_dirs`` ({mode: folder}) in one pass.
+
+    Each frame runs the forwards of its most expensive mode once (:func:`pipeline.inference.restore_ladder`) and every
+    mode's result is written to its own folder, replaced whole and atomically. ``seconds_per_frame`` of a mode is the
+    model time of the parts that mode needs (what it would cost alone; no file I/O), averaged over all frames of all
+    processes, the first (warm-up) frame included. Returns ``{mode: runtime}`` (also each folder's runtime.json).
+    """
+    if not out_dirs:
+        raise ValueError("predict_ladder: no TTA mode asked for")
+    modes = tuple(out_dirs)
     rows = read_index(index_csv)
     device = model_device(model)
     if accelerator is not None and torch.device(accelerator.device).type != device.type:
         raise ValueError(f"model is on {device} but the accelerator runs on {accelerator.device}; move it first")
     dtype = resolve_precision(precision, device)
     is_main = accelerator is None or accelerator.is_main_process
-    out_dir = Path(out_dir)
 
-    with _staging(out_dir, accelerator) as tmp:
-        (tmp / "png16").mkdir(exist_ok=True)
-        (tmp / "png8").mkdir(exist_ok=True)
-        seconds, frames = 0.0, 0
+    with ExitStack() as stack:
+        tmps = {mode: stack.enter_context(_staging(Path(out_dirs[mode]), accelerator)) for mode in modes}
+        for tmp in tmps.values():
+            (tmp / "png16").mkdir(exist_ok=True)
+            (tmp / "png8").mkdir(exist_ok=True)
+        part_seconds: dict[str, float] = {}
+        frames = 0
         with _share(rows, accelerator) as mine:
-            bar = tqdm(mine, desc=f"predict {tta}", unit="frame", disable=None if progress and is_main else True)
+            desc = f"predict {'/'.join(modes)}"
+            bar = tqdm(mine, desc=desc, unit="frame", disable=None if progress and is_main else True)
             for name, blur_path in bar:
                 img = read_image(blur_path)
-                start = time.perf_counter()
-                out = restore(
-                    model, img, tile=tile, overlap=overlap, tta=tta, crops=crops, batch=batch, precision=precision
+                outs = restore_ladder(
+                    model, img, modes=modes, tile=tile, overlap=overlap, crops=crops, batch=batch,
+                    precision=precision, seconds=part_seconds,
                 )
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds += time.perf_counter() - start
                 frames += 1
-                write_image16(tmp / "png16" / f"{name}.png", out)
-                write_image(tmp / "png8" / f"{name}.png", np.round(out * 255.0).astype(np.uint8))
+                for mode, out in outs.items():
+                    write_image16(tmps[mode] / "png16" / f"{name}.png", out)
+                    write_image(tmps[mode] / "png8" / f"{name}.png", to_uint8(out))
         if accelerator is not None and accelerator.num_processes > 1:
             from accelerate.utils import gather_object
 
-            totals = gather_object([(seconds, frames)])
-            seconds, frames = sum(s for s, _ in totals), sum(f for _, f in totals)
+            totals = gather_object([(part_seconds, frames)])
+            part_seconds = {k: sum(t.get(k, 0.0) for t, _ in totals) for k in part_seconds}
+            frames = sum(f for _, f in totals)
         processes = 1 if accelerator is None else accelerator.num_processes
-        runtime = {
-            "seconds_per_frame": seconds / max(frames, 1),
-            "frames": frames,
-            "device": describe_device(device) + (f" x{processes}" if processes > 1 else ""),
-            "precision": "fp32" if dtype is None else precision_name(dtype),
-            "tta": tta,
-        }
-        if is_main:
-            write_json(tmp / "runtime.json", runtime)
-    return runtime
+        runtimes = {}
+        for mode in modes:
+            seconds = sum(part_seconds.get(part, 0.0) for part in MODE_PARTS[mode])
+            runtimes[mode] = {
+                "seconds_per_frame": seconds / max(frames, 1),
+                "frames": frames,
+                "device": describe_device(device) + (f" x{processes}" if processes > 1 else ""),
+                "precision": "fp32" if dtype is None else precision_name(dtype),
+                "tta": mode,
+            }
+            if is_main:
+                write_json(tmps[mode] / "runtime.json", runtimes[mode])
+    return runtimes
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as 8-bit: ``round(x * 255)``, what is scored and submitted."""
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 @contextmanager
@@ -163,14 +200,14 @@ def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[s
     accelerator = Accelerator(cpu=use_cpu)
     model = prepare_model(load_model(Path(paths.models) / f"{model_name}.safetensors"), accelerator.device)
     index = Path(paths.data) / "index"
-    jobs = [(mode, "val300") for mode in tta.ladder] + [(tta.submit, "test300")]
+    root = Path(paths.predictions) / model_name
+    jobs = {"val300": tta.ladder, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
     runtimes = {}
-    for mode, split in jobs:
-        runtimes[f"{mode}/{split}"] = predict_index(
+    for split, modes in jobs.items():
+        done = predict_ladder(
             model,
             index / f"{split}.csv",
-            Path(paths.predictions) / model_name / mode / split,
-            tta=mode,
+            {mode: root / mode / split for mode in modes},
             tile=tta.tile,
             overlap=tta.overlap,
             batch=tta.batch,
@@ -179,4 +216,5 @@ def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[s
             accelerator=accelerator,
             progress=accelerator.is_main_process,
         )
+        runtimes.update({f"{mode}/{split}": runtime for mode, runtime in done.items()})
     return runtimes

@@ -306,14 +306,17 @@ def describe_run(params, weights: dict[str, float] | None = None) -> str:
         cfg = params.models[name]
         width = f" wf{cfg.width}" if cfg.width is not None else ""
         extra = f" +{cfg.extra_blocks} res blocks" if cfg.extra_blocks else ""
-        parts.append(f"{name}={cfg.variant}{width}{extra} ({cfg.steps} steps)")
+        init = f" from {Path(cfg.init_from).stem}" if cfg.init_from else ""
+        parts.append(f"{name}={cfg.variant}{width}{extra} ({cfg.steps} steps{init})")
     crops = params.tta.crops
     tta = params.tta.submit
     if "crops" in tta:
         tta += f" (n={crops.n}, {crops.size}px, {crops.transforms})"
     if weights:
         used = ", ".join(f"{m}={w:.3g}" for m, w in weights.items())
-        how = f"{used} ({'fitted on part of val-300' if params.ensemble.fit else 'from params'})"
+        source = "from params" if params.ensemble.weights else "equal"
+        source = "fitted on part of val-300" if params.ensemble.fit else source
+        how = f"{used} ({source})"
     else:
         how = "equal" if not params.ensemble.weights else str(list(params.ensemble.weights))
         how = "fitted" if params.ensemble.fit else how

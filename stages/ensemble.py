@@ -23,7 +23,7 @@ def main() -> None:
         ens.fit_fraction,
         Path(paths.data) / "index" / "val300.csv",
         metrics_json=Path(paths.metrics) / "ensemble.json",
-        per_image_csv=Path("outputs/eval/ensemble.csv"),
+        per_image_csv=Path("outputs/eval/ensemble/ensemble.csv"),
         seed=ens.seed,
         workers=params.data.workers,
     )

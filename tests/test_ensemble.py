@@ -165,9 +165,16 @@ def test_run_ensemble_writes_splits_sums_runtime_and_scores(tmp_path):
         read_image16(out_root / "test300/png16/100_00000001.png"), test_imgs["100_00000001"], atol=1 / 65535
     )
     assert json.loads((tmp_path / "metrics/ensemble.json").read_text()) == result
-    assert {"psnr", "ssim", "gain_db", "frames", "input", "members", "weights", "seconds_per_frame", "device",
-            "member_psnr", "best_member", "best_member_psnr", "gain_over_best_member_db", "fit",
-            "settings"} == set(result)  # fmt: skip
+    assert {"psnr", "ssim", "ssim3d", "gain_db", "frames", "input", "members", "weights", "seconds_per_frame",
+            "device", "member_psnr", "best_member", "best_member_psnr", "gain_over_best_member_db", "fit",
+            "settings", "published", "variants"} == set(result)  # fmt: skip
+    # The fitted ensemble is published; the equal-weight one is scored beside it, from the same members.
+    assert result["published"] == "fitted" and set(result["variants"]) == {"fitted", "equal"}
+    assert result["variants"]["fitted"]["psnr"] == result["psnr"]
+    assert result["variants"]["equal"]["weights"] == {"good": 0.5, "bad": 0.5}
+    assert result["variants"]["equal"]["psnr"] < result["psnr"] - 5  # the bad member's noise drags the average down
+    equal_csv = pd.read_csv(tmp_path / "plots/ensemble_equal.csv")
+    assert equal_csv["psnr"].mean() == pytest.approx(result["variants"]["equal"]["psnr"], abs=1e-3)
     assert result["seconds_per_frame"] == 1.75 and result["frames"] == 8
     assert result["best_member"] == "good"
     assert result["psnr"] >= result["best_member_psnr"] - 0.05
@@ -181,8 +188,11 @@ def test_run_ensemble_fixed_weights_and_devices(tmp_path):
     index = make_val(tmp_path, n=3, devices=("cuda:0", "cpu"))
     members = {m: {"val300": tmp_path / "pred" / m / "val300"} for m in ("good", "bad")}
     kw = dict(metrics_json=tmp_path / "m.json", per_image_csv=tmp_path / "p.csv")
+    result = run_ensemble(members, ["val300"], tmp_path / "ens", None, False, 0.5, index, **kw)
+    assert result["published"] == "equal" and set(result["variants"]) == {"equal"}  # the default: equal weights
     result = run_ensemble(members, ["val300"], tmp_path / "ens", [3, 1], False, 0.5, index, **kw)
     assert result["weights"] == {"good": 0.75, "bad": 0.25} and "fit" not in result
+    assert result["published"] == "weights" and set(result["variants"]) == {"weights", "equal"}
     assert result["device"] == "cuda:0,cpu"
     assert result["seconds_per_frame"] == 1.75
     # A member with weight 0 never has to run: it adds nothing to the ensemble's runtime.

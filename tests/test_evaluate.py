@@ -58,7 +58,7 @@ def test_score_dir_exact_psnr_and_ssim(frames):
     root, index, sharp = frames
     write_preds(root / "pred", sharp, 5)
     df = score_dir(root / "pred", index)
-    assert list(df.columns) == ["name", "psnr", "ssim"]
+    assert list(df.columns) == ["name", "psnr", "ssim", "ssim3d"]
     assert list(df["name"]) == NAMES
     np.testing.assert_allclose(df["psnr"], psnr_of_offset(5), rtol=0, atol=1e-9)
     expected_ssim = [metrics.ssim(sharp[n] + 5, sharp[n]) for n in NAMES]
@@ -105,7 +105,7 @@ def test_summarize_gain(frames):
     inputs = score_inputs(index)
     np.testing.assert_allclose(inputs["psnr"], psnr_of_offset(10), atol=1e-9)
     summary = summarize(score_dir(root / "pred", index), inputs)
-    assert set(summary) == {"psnr", "ssim", "gain_db", "frames"}
+    assert set(summary) == {"psnr", "ssim", "ssim3d", "gain_db", "frames"}
     assert summary["frames"] == 3
     assert summary["psnr"] == pytest.approx(psnr_of_offset(5), abs=1e-4)
     # Halving the error gains 20 log10(2) dB.
@@ -137,14 +137,18 @@ def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
     assert out["model"] == "m1" and out["params"] == 1234 and out["frames"] == 3
     assert out["input"]["psnr"] == pytest.approx(psnr_of_offset(10), abs=1e-4)
     assert set(out["tta"]) == {"plain", "x8"}
-    assert set(out["tta"]["x8"]) == {"psnr", "ssim", "gain_db", "seconds_per_frame", "device", "precision", "settings"}
+    assert set(out["tta"]["x8"]) == {"psnr", "ssim", "ssim3d", "gain_db", "seconds_per_frame", "device", "precision",
+                                     "settings"}
+    # HINet's 3D SSIM is scored beside the 2D one (mean of the per-frame values in the CSV).
+    assert 0.99 < out["tta"]["x8"]["ssim3d"] <= 1
     assert out["tta"]["plain"]["psnr"] == pytest.approx(psnr_of_offset(5), abs=1e-4)
     assert out["tta"]["x8"]["psnr"] == pytest.approx(psnr_of_offset(2), abs=1e-4)
     assert out["tta"]["x8"]["gain_db"] == pytest.approx(20 * math.log10(5), abs=1e-4)
     assert out["tta"]["x8"]["seconds_per_frame"] == 2.0
     assert out["tta"]["plain"]["device"] == "cpu"
     csv = pd.read_csv(root / "plots" / "m1" / "x8.csv", dtype={"name": str})
-    assert list(csv.columns) == ["name", "psnr", "ssim", "input_psnr", "gain_db"]
+    assert list(csv.columns) == ["name", "psnr", "ssim", "ssim3d", "input_psnr", "gain_db"]
+    assert csv["ssim3d"].mean() == pytest.approx(out["tta"]["x8"]["ssim3d"], abs=1e-5)
     assert list(csv["name"]) == NAMES
     np.testing.assert_allclose(csv["gain_db"], 20 * math.log10(5), atol=1e-4)
 

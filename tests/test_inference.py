@@ -261,3 +261,37 @@ def test_hinet_tiny_identity_init_round_trips_and_trained_tiny_is_seamless():
     tiled = restore(net, x, tile=32, overlap=16, precision="fp32")
     # Instance norm and a wide receptive field make tiles differ from the whole image, but only slightly.
     assert 0 < (tiled - whole).abs().mean().item() < 0.02
+
+
+def test_one_pass_ladder_equals_each_mode_computed_alone():
+    """Every ladder mode from one set of forwards is bit-identical to that mode run on its own, in fp32 and bf16."""
+    from pipeline.inference import restore_ladder
+    from pipeline.models import create_model
+
+    torch.manual_seed(0)
+    model = prepare_model(create_model("hinet-tiny"), "cpu").eval()
+    img = np.random.default_rng(1).integers(0, 256, (40, 72, 3), dtype=np.uint8)
+    crops = CropsConfig(n=7, size=24, transforms="all8", seed=5)
+    modes = ("plain", "x8", "crops", "x8+crops")
+    for precision in ("fp32", "bf16"):
+        kw = dict(tile=32, overlap=8, crops=crops, batch=3, precision=precision)
+        seconds: dict[str, float] = {}
+        ladder = restore_ladder(model, img, modes=modes, seconds=seconds, **kw)
+        assert set(ladder) == set(modes) and set(seconds) == {"tiles", "tiles_x7", "crops"}
+        for mode in modes:
+            alone = restore(model, img, tta=mode, **kw)
+            assert np.array_equal(ladder[mode], alone), (precision, mode)
+        # The modes really differ (so the equality above is not trivially true).
+        assert not np.array_equal(ladder["plain"], ladder["x8"])
+        assert not np.array_equal(ladder["x8"], ladder["x8+crops"])
+
+
+def test_one_pass_ladder_runs_each_forward_once():
+    from pipeline.inference import restore_ladder
+
+    model = Counting()
+    img = torch.rand(3, 40, 72)
+    crops = CropsConfig(n=5, size=24, seed=2)
+    restore_ladder(model, img, modes=("plain", "x8", "x8+crops"), tile=32, overlap=8, crops=crops, batch=64)
+    tiles = len(tile_patches(40, 72, 32, 8))
+    assert sum(shape[0] for shape in model.calls) == 8 * tiles + 5  # the cost of x8+crops alone

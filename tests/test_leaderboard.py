@@ -82,7 +82,7 @@ def test_rows_and_columns(metrics_files):
     assert row.loc["wide/x8", "settings"] == "variant=hinet-2x-deep width=128 extra_blocks=2 steps=100 tta=x8 bf16"
     assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 size=32 bf16")
     assert row.loc["base/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
-    assert row.loc["ensemble", "settings"].startswith("weights wide=0.600 base=0.400 (fitted; held-out +0.012 dB")
+    assert row.loc["ensemble", "settings"].startswith("fitted weights wide=0.600 base=0.400 (held-out +0.012 dB")
     # Front: input (0 s), base/plain (0.5 s), wide/plain (1 s), base/x8 (4 s, beats wide/x8 at 8 s), then
     # wide/x8+crops and the ensemble, each better and slower.
     assert set(df.loc[df["pareto"], "entry"]) == {
@@ -119,7 +119,8 @@ def test_write_leaderboard_files(metrics_files, tmp_path):
     df = build(metrics_files)
     paths = write_leaderboard(df, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "ablation_ladder.png", "leaderboard.csv", "leaderboard.json", "leaderboard.md", "pareto.png"
+        "ablation_ladder.png", "ladder_steps.csv", "leaderboard.csv", "leaderboard.json", "leaderboard.md",
+        "pareto.png"
     ]  # fmt: skip
     for key in ("ladder", "pareto"):
         data = paths[key].read_bytes()

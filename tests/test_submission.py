@@ -246,11 +246,23 @@ def test_cli_bad_frames_argument_is_a_usage_error(preds, tmp_path, capsys):
 
 
 def test_describe_run_names_members_tta_and_the_weights_used():
-    from pipeline.config import load_params
+    import dataclasses
+
+    from pipeline.config import EnsembleConfig, ModelTrainConfig, Params
     from pipeline.submission import describe_run
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    member = ModelTrainConfig(variant="hinet-0.5x", width=16, extra_blocks=1, steps=600)
+    params = Params(
+        models={"wd_s1": member, "wd_s2": dataclasses.replace(member, init_from="pretrained/base.safetensors"),
+                "wd_s3": member},
+        ensemble=EnsembleConfig(members=("wd_s1", "wd_s2", "wd_s3"), fit=True),
+    )  # fmt: skip
     text = describe_run(params, {"wd_s1": 0.0, "wd_s2": 0.25, "wd_s3": 0.75})
-    assert text.startswith("HINet ensemble of 3: wd_s1=hinet-0.5x wf16 +1 res blocks (600 steps);")
+    assert text.startswith("HINet ensemble of 3: wd_s1=hinet-0.5x wf16 +1 res blocks (600 steps); "
+                           "wd_s2=hinet-0.5x wf16 +1 res blocks (600 steps from base);")
     assert f"TTA: {params.tta.submit}" in text
     assert text.endswith("Ensemble weights: wd_s1=0, wd_s2=0.25, wd_s3=0.75 (fitted on part of val-300).")
+    equal = dataclasses.replace(params, ensemble=EnsembleConfig(members=("wd_s1", "wd_s2", "wd_s3")))
+    assert describe_run(equal, {"wd_s1": 1 / 3, "wd_s2": 1 / 3, "wd_s3": 1 / 3}).endswith(
+        "Ensemble weights: wd_s1=0.333, wd_s2=0.333, wd_s3=0.333 (equal)."
+    )

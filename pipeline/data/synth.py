@@ -5,10 +5,10 @@ Content is held out by construction: every training sequence films its own dead-
 one of the two splits (``SynthConfig.val_photos`` / ``test_photos``, checked disjoint). ``manifest.json`` lists the
 source of every sequence, so the separation can be checked on the rendered tree itself.
 
-The rendering follows how REDS was made: a short high-frame-rate clip of a smooth random camera motion (translation, small
-rotation and zoom) is rendered over a sharp photo; the sharp frame is the clip's middle sub-frame; the blurry frame
-averages the clip in linear light (undo the display gamma, average, re-apply) and is then JPEG-compressed. The tree is
-written in exactly the REDS layout and naming, so the real-REDS indexing code reads it unchanged.
+The rendering follows how REDS was made: a short high-frame-rate clip of a smooth random camera motion (translation,
+small rotation and zoom) is rendered over a sharp scene; the sharp frame is the clip's middle sub-frame; the blurry
+frame averages the clip in linear light (undo the display gamma, average, re-apply) and is then JPEG-compressed. The
+tree is written in exactly the REDS layout and naming, so the real-REDS indexing code reads it unchanged.
 
 Photos (bundled inside installed wheels, nothing is downloaded; licences as stated by the shipping package):
 
@@ -16,7 +16,7 @@ Photos (bundled inside installed wheels, nothing is downloaded; licences as stat
 - ``coffee`` (scikit-image): coffee cup, Rachel Michetti / Pikolo Espresso Bar; CC0.
 - ``chelsea`` (scikit-image): Chelsea the cat, Stefan van der Walt; CC0.
 - ``rocket`` (scikit-image): DSCOVR launch on Falcon 9, SpaceX; released into the public domain.
-- ``grace_hopper`` (matplotlib ``sample_data``): Commodore Grace M. Hopper, official U.S. Navy photograph; public domain.
+- ``grace_hopper`` (matplotlib ``sample_data``): Commodore Grace M. Hopper, official U.S. Navy photo; public domain.
 - ``immunohistochemistry`` (scikit-image): IHC-stained colonic glands, CMMI; no known copyright restrictions.
 - ``hubble_deep_field`` (scikit-image): Hubble eXtreme Deep Field, NASA; public domain.
 - ``retina`` (scikit-image): human retina, Wikimedia Commons; CC0.
