@@ -100,3 +100,19 @@ def test_training_params_never_include_tta_or_ensemble():
     assert train["params"] == ["models.${key}"]
     for later in ("infer", "evaluate"):
         assert not any(str(p).startswith("models") for p in dvc["stages"][later]["do"]["params"])
+
+
+def test_pretrain_stage_paths_match_params_and_it_is_frozen():
+    """The pretrain stage spells its paths out (DVC cannot unfreeze a templated stage): they must equal params'."""
+    from pipeline.config import load_params
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    stage = dvc["stages"]["pretrain"]
+    paths = load_params(REPO / "params.yaml").paths
+    assert stage["frozen"] is True and stage["params"] == ["pretrain"]
+    assert paths.data in stage["deps"]
+    outs = [next(iter(o)) for o in stage["outs"] + stage["metrics"] + stage["plots"]]
+    assert outs == [f"{paths.pretrained}/base.safetensors", f"{paths.pretrained}/base.json",
+                    f"{paths.pretrained}/base_curve.csv", f"{paths.pretrained}/base_curve.png"]
+    # Every member fine-tuned from the base depends on its weights.
+    assert f"${{paths.pretrained}}/base.safetensors" in dvc["stages"]["train"]["do"]["deps"]
