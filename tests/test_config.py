@@ -115,4 +115,4 @@ def test_pretrain_stage_paths_match_params_and_it_is_frozen():
     assert outs == [f"{paths.pretrained}/base.safetensors", f"{paths.pretrained}/base.json",
                     f"{paths.pretrained}/base_curve.csv", f"{paths.pretrained}/base_curve.png"]
     # Every member fine-tuned from the base depends on its weights.
-    assert f"${{paths.pretrained}}/base.safetensors" in dvc["stages"]["train"]["do"]["deps"]
+    assert "${paths.pretrained}/base.safetensors" in dvc["stages"]["train"]["do"]["deps"]
