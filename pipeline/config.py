@@ -20,6 +20,7 @@ __all__ = [
     "CropsConfig",
     "DataConfig",
     "EnsembleConfig",
+    "LaunchConfig",
     "ModelTrainConfig",
     "PackageConfig",
     "Params",
@@ -43,6 +44,7 @@ class PathsConfig:
     synthetic_reds: str = "data/prepared/reds"
     runs: str = "runs"
     pretrained: str = "pretrained"
+    live: str = "dvclive"  # DVCLive's per-member folders: metrics.json + plots/metrics/*.tsv, live during training
     models: str = "models"
     predictions: str = "outputs/predictions"
     ensemble: str = "outputs/ensemble"
@@ -102,9 +104,9 @@ class ModelTrainConfig:
     extra_blocks: int | None = None  # overrides the variant's extra residual blocks
     seed: int = 100
     steps: int = 1000
-    batch_size: int = 8
+    global_batch: int = 8  # samples per optimizer step over all processes; per-process batch and accumulation derive
+    max_batch_per_process: int = 0  # 0: no cap; else accumulate gradients when global / processes exceeds it
     patch_size: int = 256
-    grad_accum: int = 1
     optimizer: str = "adam"  # adam | adamw
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.99)
@@ -123,8 +125,41 @@ class ModelTrainConfig:
     val_tile: int = 256
     save_every: int = 200
     keep_checkpoints: int = 2
+    snapshot_every: int = 0  # save the EMA (or current) weights every N steps as a safetensors snapshot; 0: never
+    export: str = "final"  # the member's weights: final | best (by val-300 PSNR) | average:K (last K snapshots)
     log_every: int = 10
     num_workers: int = 1
+
+    def __post_init__(self):
+        kind, _, k = self.export.partition(":")
+        if self.export not in ("final", "best") and not (kind == "average" and k.isdigit() and int(k) >= 1):
+            raise ConfigError(f"export: got {self.export!r}, must be 'final', 'best' or 'average:K' with K >= 1")
+        if kind == "average" and self.snapshot_every <= 0:
+            raise ConfigError(f"export: {self.export!r} averages snapshots, but snapshot_every is {self.snapshot_every}"
+                              "; set snapshot_every > 0")
+        if self.export == "best" and self.val_every <= 0:
+            raise ConfigError("export: 'best' needs val_every > 0 (the best step is found by validating)")
+        if self.max_batch_per_process < 0:
+            raise ConfigError(f"max_batch_per_process: got {self.max_batch_per_process}, must be >= 0 (0: no cap)")
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Where training and inference run: how many processes ``accelerate launch`` starts on this machine.
+
+    Precision stays with what it changes (``models.<m>.mixed_precision``, ``tta.precision``); this section only says
+    where to run. Multi-node runs are started by hand (README: "Many nodes").
+    """
+
+    processes: int = 1  # 1: one process (CPU or one GPU); N > 1: N GPUs, or N gloo processes on CPU
+    gpu_ids: str = "all"  # e.g. "0,1,2,3" to use a subset of the visible GPUs
+    main_process_port: int = 29500
+
+    def __post_init__(self):
+        if isinstance(self.processes, bool) or self.processes < 1:
+            raise ConfigError(f"launch.processes: got {self.processes!r}, must be an integer >= 1")
+        if not 1024 <= self.main_process_port <= 65535:
+            raise ConfigError(f"launch.main_process_port: got {self.main_process_port}, must be in 1024..65535")
 
 
 @dataclass(frozen=True)
@@ -183,6 +218,7 @@ class Params:
     """The whole ``params.yaml``."""
 
     paths: PathsConfig = field(default_factory=PathsConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: ModelTrainConfig = field(default_factory=ModelTrainConfig)
     models: dict[str, ModelTrainConfig] = field(default_factory=dict)

@@ -40,8 +40,10 @@ def load_index(index: pd.DataFrame | str | Path) -> pd.DataFrame:
     """Return an index DataFrame, reading it from CSV when given a path (``sharp_path`` kept as text)."""
     if isinstance(index, pd.DataFrame):
         return index
+    from pipeline.data.reds import resolve_paths
+
     try:
-        return read_table(index, ("name",), "index CSV")
+        return resolve_paths(read_table(index, ("name",), "index CSV"), index)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
 

@@ -1,41 +1,42 @@
-"""Full-frame restoration: tiling with seamless blending, x8 dihedral self-ensemble and random-crop TTA.
+"""Test-time augmentation over full frames: the x8 dihedral self-ensemble, random crops, and the one-pass ladder.
 
 Everything here is a pure function of (model, image): no model state is touched (the caller puts the model in eval
 mode and on its device, see :func:`pipeline.device.prepare_model`) and no ground truth is needed to size anything.
+The tiling machinery (patches, blending windows, float64 accumulation) lives in :mod:`pipeline.tiling`; this module
+plans which patches each TTA mode runs and combines them.
 
-How a restoration is computed. A *plan* lists patches ``(y, x, h, w, t)``: windows of the input in image coordinates,
-each under dihedral transform ``t``. Every patch is cut from the image, transformed, run through the model (in
-batches of equal-shape patches), transformed back and added, times a blending window, into a float64 sum map and a
-weight map; the result is sum / weight. The window is 1 inside a patch and, on sides that lie inside the image, is
-zero for the first ``overlap // 4`` pixels (where a cut receptive field makes the output unreliable) then rises along
-a raised cosine to 1 at ``overlap // 2``. Sides flush with the image border are not tapered. Neighbouring tiles
-overlap by at least ``overlap`` pixels, so every pixel gets a positive weight and no seams show; for a model whose
-receptive radius is below ``overlap // 4`` (a small padded conv net) the tiled result equals the whole-image result.
-
-Cost model in forwards of tile-sized inputs, with ``T`` tiles per pass
-(``len(tile_positions(H, ...)) * len(tile_positions(W, ...))``) and ``N`` crops: ``plain`` = T; ``x8`` = 8 T (eight
-tiled passes, one per transform); ``crops`` = T + N; ``x8+crops`` = 8 T + N. Patches are batched ``batch`` at a time
-per (transform, shape) group, so N crops cost about N / batch model calls. Peak activation memory is set by ``batch``
-and the tile/crop size, never by the image size: patches are cut and run one batch at a time, and only the image and
-its two accumulator maps are image-sized.
+A mode is a union of *parts*: the identity tiling pass (``tiles``), the seven other dihedral tiling passes
+(``tiles_x7``) and ``N`` random crops each under a random dihedral transform (``crops``). Each part accumulates into
+its own sum/weight maps, so a ladder of modes runs each part once and every mode is (sum of its parts) / (weight of
+its parts). Cost in forwards of tile-sized inputs, with ``T`` tiles per pass: ``plain`` = T; ``x8`` = 8 T;
+``crops`` = T + N; ``x8+crops`` = 8 T + N, and the ladder plain/x8/x8+crops costs 8 T + N in all. Patches are batched
+``batch`` at a time per (part, transform, shape) group. Peak activation memory is set by ``batch`` and the tile/crop
+size, never by the image size.
 """
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from pipeline.config import CropsConfig
-from pipeline.device import autocast, model_device, resolve_device, resolve_precision, uses_channels_last
+from pipeline.device import resolve_precision, uses_channels_last
+from pipeline.tiling import (
+    Patch,
+    _check_tiling,
+    accumulate,
+    accumulate_parts,
+    blend_window,
+    check_model_device,
+    dihedral,
+    dihedral_inverse,
+    from_batch,
+    tile_patches,
+    tile_positions,
+    to_batch,
+)
 
 __all__ = [
     "MODE_PARTS",
@@ -70,88 +71,6 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 }
 # 'flips' are the four shape-preserving transforms: identity, rot180 (flip H and W), flip W, flip H.
 TRANSFORM_SETS: dict[str, tuple[int, ...]] = {"all8": tuple(range(8)), "identity": (0,), "flips": (0, 2, 4, 6)}
-
-
-class Patch(NamedTuple):
-    """A window ``[y, y + h) x [x, x + w)`` of the image, run through the model under dihedral transform ``t``."""
-
-    y: int
-    x: int
-    h: int
-    w: int
-    t: int
-
-
-def _check_transform(i: int) -> None:
-    if not 0 <= i < 8:
-        raise ValueError(f"dihedral transform index must be in 0..7, got {i}")
-
-
-def dihedral(x: Tensor, i: int) -> Tensor:
-    """Dihedral transform ``i`` (0..7) of an (..., H, W) tensor: flip W if ``i >= 4``, then rot90 by ``i % 4``."""
-    _check_transform(i)
-    if i >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, i % 4, dims=(-2, -1))
-
-
-def dihedral_inverse(x: Tensor, i: int) -> Tensor:
-    """Exact inverse of :func:`dihedral`: rotate back first, then undo the flip."""
-    _check_transform(i)
-    x = torch.rot90(x, -(i % 4), dims=(-2, -1))
-    if i >= 4:
-        x = x.flip(-1)
-    return x
-
-
-def _check_tiling(tile: int, overlap: int) -> None:
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
-        raise ValueError(f"tile must be a positive integer, got {tile!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:
-        raise ValueError(f"overlap must be an integer in [0, tile={tile}), got {overlap!r}")
-
-
-def tile_positions(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of length ``min(tile, size)`` covering ``[0, size)``.
-
-    The stride adapts so the first tile starts at 0 and the last ends flush with the border, with consecutive tiles
-    overlapping by at least ``overlap`` pixels.
-    """
-    _check_tiling(tile, overlap)
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    if size <= tile:
-        return [0]
-    n = -(-(size - tile) // (tile - overlap)) + 1
-    return [k * (size - tile) // (n - 1) for k in range(n)]
-
-
-def _taper(d: Tensor, overlap: int) -> Tensor:
-    """Window value at distance ``d`` (pixels) from a tapered edge."""
-    margin, full = overlap // 4, overlap // 2
-    ramp = full - margin
-    if ramp <= 0:
-        return (d >= margin).to(torch.float64)
-    r = 0.5 - 0.5 * torch.cos(math.pi * (d - margin + 1) / (ramp + 1))
-    return torch.where(d < margin, 0.0, torch.where(d >= full, 1.0, r))
-
-
-def blend_window(length: int, overlap: int, flush_start: bool, flush_end: bool) -> Tensor:
-    """1-D float64 blending weights for a patch side of ``length`` pixels; sides flush with the image stay at 1."""
-    d = torch.arange(length, dtype=torch.float64)
-    w = torch.ones(length, dtype=torch.float64)
-    if not flush_start:
-        w = torch.minimum(w, _taper(d, overlap))
-    if not flush_end:
-        w = torch.minimum(w, _taper(length - 1 - d, overlap))
-    return w
-
-
-def tile_patches(height: int, width: int, tile: int, overlap: int, transforms: Sequence[int] = (0,)) -> list[Patch]:
-    """The full-coverage grid of tiles, once per transform in ``transforms``."""
-    ys, xs = tile_positions(height, tile, overlap), tile_positions(width, tile, overlap)
-    th, tw = min(tile, height), min(tile, width)
-    return [Patch(y, x, th, tw, t) for t in transforms for y in ys for x in xs]
 
 
 def _check_crops(crops) -> None:
@@ -211,122 +130,6 @@ def plan_patches(
     return [p for part in parts.values() for p in part]
 
 
-def _forward(model: nn.Module, x: Tensor, dtype: torch.dtype | None, channels_last: bool) -> Tensor:
-    """Run the model on an NCHW batch and return its last output in float32 (models pad odd sizes themselves)."""
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(x.device, dtype):
-        out = model(x)
-    if isinstance(out, (list, tuple)):
-        out = out[-1]
-    return out.float()
-
-
-def accumulate(
-    model: nn.Module,
-    image: Tensor,
-    patches: Iterable[Patch],
-    *,
-    overlap: int,
-    batch: int = 8,
-    dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    progress: bool = False,
-    total: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Run ``patches`` of a (1, C, H, W) image through the model; return float64 (sum, weight) maps.
-
-    Patches stream in: each (transform, shape) group is run as soon as it holds ``batch`` patches, so at most
-    eight partial batches are held at once. The restored image is ``sum / weight``.
-    """
-    total = total if total is not None else (len(patches) if isinstance(patches, Sequence) else None)
-    return accumulate_parts(
-        model, image, {"all": patches}, overlap=overlap, batch=batch, dtype=dtype, channels_last=channels_last,
-        progress=progress, total=total,
-    )["all"]
-
-
-def accumulate_parts(
-    model: nn.Module,
-    image: Tensor,
-    parts: dict[str, Iterable[Patch]],
-    *,
-    overlap: int,
-    batch: int = 8,
-    dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    progress: bool = False,
-    total: int | None = None,
-    seconds: dict[str, float] | None = None,
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """Run each part's patches of a (1, C, H, W) image through the model into that part's float64 (sum, weight) maps.
-
-    Batches never mix parts (groups are keyed by part, transform and shape), so a part's maps are bit-identical
-    whichever other parts run beside it. ``seconds``, when given, receives the model time spent per part.
-    """
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(f"accumulate needs a (1, C, H, W) image, got shape {tuple(image.shape)}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if channels_last is None:
-        channels_last = uses_channels_last(model)
-    _, c, height, width = image.shape
-    maps = {
-        name: (
-            torch.zeros((1, c, height, width), dtype=torch.float64, device=image.device),
-            torch.zeros((1, 1, height, width), dtype=torch.float64, device=image.device),
-        )
-        for name in parts
-    }
-    windows: dict[tuple[int, bool, bool], Tensor] = {}
-
-    def window(length: int, flush_start: bool, flush_end: bool) -> Tensor:
-        key = (length, flush_start, flush_end)
-        if key not in windows:
-            windows[key] = blend_window(length, overlap, flush_start, flush_end).to(image.device)
-        return windows[key]
-
-    if total is None and all(isinstance(p, Sequence) for p in parts.values()):
-        total = sum(len(p) for p in parts.values())
-    bar = tqdm(total=total, desc="restore", unit="patch", leave=False, disable=None if progress else True)
-
-    def run(name: str, group: list[Patch]) -> None:
-        start = time.perf_counter()
-        acc, weight = maps[name]
-        t = group[0].t
-        x = torch.stack([image[0, :, p.y : p.y + p.h, p.x : p.x + p.w] for p in group])
-        out = dihedral_inverse(_forward(model, dihedral(x, t), dtype, channels_last), t)
-        if out.shape != x.shape:
-            raise ValueError(f"model returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
-        for p, o in zip(group, out, strict=True):
-            win = window(p.h, p.y == 0, p.y + p.h == height)[:, None] * window(p.w, p.x == 0, p.x + p.w == width)
-            acc[0, :, p.y : p.y + p.h, p.x : p.x + p.w] += o.double() * win
-            weight[0, 0, p.y : p.y + p.h, p.x : p.x + p.w] += win
-        if seconds is not None:
-            if image.device.type == "cuda":
-                torch.cuda.synchronize(image.device)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-        bar.update(len(group))
-
-    try:
-        for name, patches in parts.items():
-            pending: dict[tuple[int, int, int], list[Patch]] = {}
-            for p in patches:
-                if not (0 <= p.y and p.y + p.h <= height and 0 <= p.x and p.x + p.w <= width and p.h > 0 and p.w > 0):
-                    raise ValueError(f"patch {p} lies outside the {height}x{width} image")
-                group = pending.setdefault((p.t, p.h, p.w), [])
-                group.append(p)
-                if len(group) == batch:
-                    run(name, group)
-                    pending[(p.t, p.h, p.w)] = []
-            for group in pending.values():
-                if group:
-                    run(name, group)
-    finally:
-        bar.close()
-    return maps
-
-
 def combine_parts(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
     """The float32 result of TTA ``mode`` from per-part (sum, weight) maps: parts summed in ``PARTS`` order."""
     names = MODE_PARTS[mode]
@@ -340,46 +143,6 @@ def combine_parts(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
     if not bool((weight > 0).all()):
         raise RuntimeError("internal error: some pixels received no blending weight")
     return (acc / weight).float()
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How to hand the result back in the caller's format."""
-
-    kind: str  # numpy | chw | nchw
-    device: torch.device
-
-
-def _to_batch(image, device: torch.device) -> tuple[Tensor, _Layout]:
-    """Accept HWC numpy (uint8 or float in [0, 1]) or CHW/NCHW float tensors; return an NCHW float32 tensor."""
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3:
-            raise ValueError(f"numpy image must be HWC, got shape {image.shape}")
-        if image.dtype == np.uint8:
-            x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-        elif np.issubdtype(image.dtype, np.floating):
-            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
-        else:
-            raise ValueError(f"numpy image must be uint8 or float, got {image.dtype}")
-        return x[None].to(device), _Layout("numpy", torch.device("cpu"))
-    if isinstance(image, Tensor):
-        if not image.is_floating_point():
-            raise ValueError(f"tensor image must be floating point in [0, 1], got {image.dtype}")
-        if image.dim() == 3:
-            return image[None].to(device, torch.float32), _Layout("chw", image.device)
-        if image.dim() == 4:
-            return image.to(device, torch.float32), _Layout("nchw", image.device)
-        raise ValueError(f"tensor image must be CHW or NCHW, got shape {tuple(image.shape)}")
-    raise ValueError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    if a.type != b.type:
-        return False
-    if a.type == "cuda":
-        current = torch.cuda.current_device()
-        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
-    return True
 
 
 def restore(
@@ -444,18 +207,15 @@ def restore_ladder(
     if any(mode.endswith("crops") for mode in modes):
         crops = crops if crops is not None else CropsConfig()
         _check_crops(crops)
-    where = model_device(model)
-    device = where if device is None else resolve_device(device)
-    if not _same_device(device, where):
-        raise ValueError(
-            f"model is on {where} but device={device} was asked for; move it first (pipeline.device.prepare_model)"
-        )
+    device = check_model_device(model, device)
     dtype = resolve_precision(precision, device)
     if model.training:
+        import warnings
+
         warnings.warn("restore() called on a model in training mode; call model.eval() first", stacklevel=3)
     channels_last = uses_channels_last(model)
 
-    x, layout = _to_batch(image, device)
+    x, layout = to_batch(image, device)
     outs: dict[str, list[Tensor]] = {mode: [] for mode in modes}
     with torch.inference_mode():
         for frame in x.split(1):
@@ -468,11 +228,4 @@ def restore_ladder(
             for mode in modes:
                 out = combine_parts(maps, mode)
                 outs[mode].append(out.clamp_(0.0, 1.0) if clamp else out)
-    results = {}
-    for mode in modes:
-        y = torch.cat(outs[mode]).to(layout.device).clone()  # a normal tensor, not an inference tensor
-        if layout.kind == "numpy":
-            results[mode] = y[0].permute(1, 2, 0).contiguous().numpy()
-        else:
-            results[mode] = y[0] if layout.kind == "chw" else y
-    return results
+    return {mode: from_batch(torch.cat(outs[mode]), layout) for mode in modes}

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.config import CropsConfig
+from pipeline.data.reds import resolve_paths
 from pipeline.device import describe_device, model_device, precision_name, resolve_precision
 from pipeline.fileio import atomic_dir, read_image, write_image, write_image16, write_json
 from pipeline.inference import MODE_PARTS, restore_ladder
@@ -34,7 +35,7 @@ def read_index(index_csv: str | os.PathLike) -> list[tuple[str, str]]:
     index_csv = Path(index_csv)
     if not index_csv.is_file():
         raise ValueError(f"{index_csv}: index CSV not found")
-    frame = pd.read_csv(index_csv, dtype=str, keep_default_na=False)
+    frame = resolve_paths(pd.read_csv(index_csv, dtype=str, keep_default_na=False), index_csv)
     missing = [c for c in ("name", "blur_path") if c not in frame.columns]
     if missing:
         raise ValueError(f"{index_csv}: missing column(s) {missing}; has {list(frame.columns)}")

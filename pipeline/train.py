@@ -8,6 +8,7 @@ clip -> optimizer/schedule step -> ``gather_for_metrics`` on per-image validatio
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
@@ -32,19 +33,34 @@ from tqdm.auto import tqdm
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
 from pipeline.fileio import atomic_path, write_json
-from pipeline.inference import restore
 from pipeline.losses import stage_loss
 from pipeline.metrics import psnr, ssim
-from pipeline.models import count_macs, count_params, create_model, identity_init, load_weights, save_weights
+from pipeline.models import (
+    count_macs,
+    count_params,
+    create_model,
+    identity_init,
+    load_model,
+    load_weights,
+    read_metadata,
+    save_weights,
+)
+from pipeline.models.weights import load_state_dict
+from pipeline.tiling import restore_tiled
 
 __all__ = [
     "PRETRAIN_NAME",
+    "BatchPlan",
+    "BatchPlanError",
     "NonFiniteLossError",
     "TrainOutputs",
     "build_model",
     "cpu_model",
     "data_fingerprint",
+    "export_weights",
     "mixed_precision_for",
+    "plan_batch",
+    "read_live_curve",
     "train_model",
 ]
 
@@ -58,36 +74,81 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainOutputs:
-    """Where one model's training writes; all derived from ``PathsConfig`` so paths are defined once."""
+    """Where one model's training writes; all derived from ``PathsConfig`` so paths are defined once.
+
+    ``run_dir`` (not tracked by DVC) holds ``checkpoints/`` (accelerate state, kept after the run so it can be
+    continued with more steps) and ``snapshots/`` (EMA weight snapshots and ``best.safetensors``). ``live_dir`` is
+    DVCLive's folder: ``metrics.json`` and ``plots/metrics/*.tsv`` (loss, lr, val-300 PSNR/SSIM, samples/s per step).
+    """
 
     run_dir: Path
     weights: Path
     metrics: Path
-    curve_csv: Path
     curve_png: Path
+    live_dir: Path
 
     @classmethod
     def for_model(cls, name: str, paths: PathsConfig) -> TrainOutputs:
-        plots = Path(paths.plots) / "train"
         return cls(
             run_dir=Path(paths.runs) / name,
             weights=Path(paths.models) / f"{name}.safetensors",
             metrics=Path(paths.metrics) / "train" / f"{name}.json",
-            curve_csv=plots / f"{name}.csv",
-            curve_png=plots / f"{name}.png",
+            curve_png=Path(paths.plots) / "train" / f"{name}.png",
+            live_dir=Path(paths.live) / name,
         )
 
     @classmethod
     def for_pretrain(cls, paths: PathsConfig) -> TrainOutputs:
-        """The pretrained base: weights, provenance JSON and curves side by side in ``paths.pretrained`` (in git)."""
+        """The pretrained base: weights, provenance JSON and curve side by side in ``paths.pretrained`` (in git)."""
         root = Path(paths.pretrained)
         return cls(
             run_dir=Path(paths.runs) / PRETRAIN_NAME,
             weights=root / f"{PRETRAIN_NAME}.safetensors",
             metrics=root / f"{PRETRAIN_NAME}.json",
-            curve_csv=root / f"{PRETRAIN_NAME}_curve.csv",
             curve_png=root / f"{PRETRAIN_NAME}_curve.png",
+            live_dir=Path(paths.runs) / PRETRAIN_NAME / "live",  # the val curve is also in the provenance JSON
         )
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.run_dir / "snapshots"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a recipe's global batch is split: ``global_batch = processes * per_process * accumulation``."""
+
+    processes: int
+    per_process: int
+    accumulation: int
+    global_batch: int
+
+
+class BatchPlanError(ValueError):
+    """The global batch cannot be split over the processes; the message names the values and the fix."""
+
+
+def plan_batch(global_batch: int, processes: int, max_per_process: int = 0) -> BatchPlan:
+    """Split ``global_batch`` over ``processes``, accumulating gradients when a process may hold fewer samples."""
+    if global_batch < 1 or processes < 1:
+        raise BatchPlanError(f"global_batch {global_batch} and processes {processes} must both be >= 1")
+    if global_batch % processes:
+        raise BatchPlanError(
+            f"global_batch {global_batch} is not divisible by {processes} processes (launch.processes): use a global "
+            f"batch that is a multiple of {processes}, or a process count that divides {global_batch}"
+        )
+    share = global_batch // processes
+    accumulation = 1 if max_per_process <= 0 else -(-share // max_per_process)
+    if share % accumulation:
+        raise BatchPlanError(
+            f"{share} samples per process cannot be split into equal micro-batches of at most {max_per_process} "
+            f"(max_batch_per_process): choose a cap that divides {share}"
+        )
+    return BatchPlan(processes, share // accumulation, accumulation, global_batch)
 
 
 def mixed_precision_for(setting: str, use_cpu: bool) -> str:
@@ -150,9 +211,17 @@ def _git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+# Fields that do not change the trajectory already trained: a run may be continued (more ``steps``) or re-exported
+# under new values. (Raising ``steps`` does stretch the cosine schedule from the resume point on.)
+_CONTINUABLE = ("steps", "val_every", "save_every", "keep_checkpoints", "snapshot_every", "export", "log_every",
+                "num_workers")
+
+
 def config_fingerprint(cfg: ModelTrainConfig) -> str:
-    """Hash of the training recipe; a checkpoint is only resumed by a run with the same recipe."""
-    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    """Hash of the training recipe; a checkpoint is only resumed by a run with the same recipe (``_CONTINUABLE``
+    fields aside, so a finished run can be continued for more steps)."""
+    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _CONTINUABLE}
+    blob = json.dumps(recipe, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -185,7 +254,7 @@ def _checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
 
 
 def _save_checkpoint(
-    accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int, wall_s: float
+    accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int, wall_s: float, best: dict
 ) -> None:
     """``save_state`` into a temporary folder, then rename it into place, so a kill never leaves a half checkpoint."""
     final = ckpt_root / f"step_{step:08d}"
@@ -196,11 +265,11 @@ def _save_checkpoint(
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"step": step, "fingerprint": fingerprint, "wall_s": round(wall_s, 1)}
+        state = {"step": step, "fingerprint": fingerprint, "wall_s": round(wall_s, 1), "best": best}
         (tmp / "trainer_state.json").write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for _, old in _checkpoints(ckpt_root)[:-keep] if keep > 0 else []:
+        for _, old in _checkpoints(ckpt_root)[:-max(keep, 1)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
@@ -228,8 +297,8 @@ def validate(accelerator: Accelerator, net: torch.nn.Module, frames: ValFrames, 
     with accelerator.split_between_processes(list(range(len(frames)))) as mine:
         for i in mine:
             _, blur, sharp = frames[i]
-            out = restore(net, blur, tile=cfg.val_tile, overlap=32, tta="plain", batch=4, precision=precision,
-                          device=accelerator.device)
+            out = restore_tiled(net, blur, tile=cfg.val_tile, overlap=32, batch=4, precision=precision,
+                                device=accelerator.device)
             pred = np.round(np.clip(out, 0, 1) * 255.0).astype(np.uint8)
             scores.append([psnr(pred, sharp), ssim(pred, sharp)])
     local = torch.tensor(scores, dtype=torch.float64, device=accelerator.device).reshape(-1, 2)
@@ -250,28 +319,313 @@ def _weights_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _plot_curve(df: pd.DataFrame, path: Path, title: str) -> None:
+def read_live_curve(live_dir: str | Path) -> pd.DataFrame:
+    """DVCLive's per-step metrics (``plots/metrics/*.tsv``) joined on ``step``: one row per logged step."""
+    folder = Path(live_dir) / "plots" / "metrics"
+    frames = []
+    for tsv in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+        name = tsv.relative_to(folder).with_suffix("").as_posix()
+        t = pd.read_csv(tsv, sep="\t")  # columns: [timestamp,] step, <last part of the name>
+        value = [c for c in t.columns if c not in ("step", "timestamp")][0]
+        t = t.rename(columns={value: name})
+        frames.append(t[["step", name]].drop_duplicates("step", keep="last").set_index("step"))
+    if not frames:
+        return pd.DataFrame(columns=["step"])
+    return pd.concat(frames, axis=1).sort_index().reset_index()
+
+
+def _truncate_live(live_dir: Path, step: int) -> None:
+    """Drop DVCLive rows logged after ``step`` (a killed run logged past its last checkpoint) before resuming."""
+    folder = live_dir / "plots" / "metrics"
+    for tsv in folder.rglob("*.tsv") if folder.is_dir() else []:
+        t = pd.read_csv(tsv, sep="\t")
+        if (t["step"] > step).any():
+            with atomic_path(tsv) as tmp:
+                t[t["step"] <= step].to_csv(tmp, sep="\t", index=False)
+
+
+def _plot_curve(df: pd.DataFrame, path: Path, title: str, input_psnr: float) -> None:
+    """Loss, learning rate and val-300 PSNR against step, for people without a browser (from DVCLive's data)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(df["step"], df["loss"], lw=1)
-    axes[0].set(title="training loss (PSNR loss)", xlabel="step")
-    axes[1].plot(df["step"], df["lr"], lw=1)
-    axes[1].set(title="learning rate", xlabel="step")
-    val = df.dropna(subset=["val_psnr"])
-    axes[2].plot(val["step"], val["val_psnr"], "o-")
-    if "input_psnr" in df and df["input_psnr"].notna().any():
-        axes[2].axhline(float(df["input_psnr"].dropna().iloc[0]), color="gray", ls="--", label="blurry input")
-        axes[2].legend()
+    panels = ((axes[0], "train/loss", "training loss (PSNR loss)"), (axes[1], "train/lr", "learning rate"))
+    for ax, key, label in panels:
+        if key in df:
+            d = df.dropna(subset=[key])
+            ax.plot(d["step"], d[key], lw=1)
+        ax.set(title=label, xlabel="step")
+    if "val/psnr" in df:
+        val = df.dropna(subset=["val/psnr"])
+        axes[2].plot(val["step"], val["val/psnr"], "o-")
+    axes[2].axhline(input_psnr, color="gray", ls="--", label="blurry input")
+    axes[2].legend()
     axes[2].set(title="val-300 PSNR (dB)", xlabel="step")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+@dataclass
+class _Run:
+    """Everything the loop needs, built by :func:`_setup`."""
+
+    name: str
+    cfg: ModelTrainConfig
+    out: TrainOutputs
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineLRScheduler
+    loader: DataLoader
+    ema: ModelEmaV3 | None
+    batch: BatchPlan
+    fingerprint: str
+    val_frames: ValFrames
+    input_scores: dict
+    n_params: int
+    macs_256: float
+    data_dir: Path
+
+
+def _setup(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutputs, use_cpu: bool) -> _Run:
+    """Accelerator, batch plan, model (checked against ``init_from`` before anything is written), data, optimiser."""
+    if cfg.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"models.{name}.optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
+    if cfg.steps < 1:
+        raise ValueError(f"models.{name}.steps must be >= 1, got {cfg.steps}")
+    state = PartialState(cpu=use_cpu)
+    batch = plan_batch(cfg.global_batch, state.num_processes, cfg.max_batch_per_process)
+    accelerator = Accelerator(
+        cpu=use_cpu,
+        mixed_precision=mixed_precision_for(cfg.mixed_precision, use_cpu),
+        gradient_accumulation_steps=batch.accumulation,
+        dataloader_config=DataLoaderConfiguration(split_batches=False),
+        log_with="dvclive",
+    )
+    set_seed(cfg.seed)
+    model = build_model(cfg)
+    n_params, macs_256 = count_params(model), count_macs(model, (256, 256))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=max(cfg.steps - cfg.warmup_steps, 1),
+        lr_min=cfg.min_lr,
+        warmup_t=cfg.warmup_steps,
+        warmup_lr_init=cfg.min_lr,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+    data_dir = Path(paths.data)
+    base = PairedPatchDataset.from_prepared(data_dir, patch_size=cfg.patch_size, augment=True)
+    samples = StepSamples(base, total=cfg.steps * batch.global_batch, seed=cfg.seed)
+    loader = DataLoader(samples, batch_size=batch.per_process, shuffle=False, num_workers=cfg.num_workers,
+                        persistent_workers=cfg.num_workers > 0, drop_last=True)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    ema = None
+    if cfg.ema_decay > 0:  # built after prepare so the average lives on the training device
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, device=accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    val_frames = ValFrames.from_prepared(data_dir)
+    return _Run(name, cfg, out, accelerator, model, optimizer, scheduler, loader, ema, batch, config_fingerprint(cfg),
+                val_frames, val_frames.input_scores(), n_params, macs_256, data_dir)
+
+
+def _resume(run: _Run) -> tuple[int, float, dict]:
+    """Load the newest checkpoint of the same recipe: (start step, wall time so far, best-so-far record)."""
+    acc, ckpt_root = run.accelerator, run.out.checkpoints
+    start_step, resume_dir, prior_wall = _resume_point(ckpt_root, run.fingerprint)
+    best = {"psnr": -math.inf, "ssim": float("nan"), "step": 0}
+    if resume_dir is not None:
+        acc.load_state(str(resume_dir))
+        info = json.loads((resume_dir / "trainer_state.json").read_text())
+        best = info.get("best", best)
+        if acc.is_main_process:
+            _truncate_live(run.out.live_dir, start_step)
+        acc.print(f"[{run.name}] resuming from {resume_dir} at step {start_step}/{run.cfg.steps}")
+    elif acc.is_main_process and _checkpoints(ckpt_root):
+        acc.print(f"[{run.name}] checkpoints in {ckpt_root} were made by another recipe; starting from step 0")
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+        shutil.rmtree(run.out.snapshots, ignore_errors=True)
+        shutil.rmtree(run.out.live_dir, ignore_errors=True)
+    acc.wait_for_everyone()
+    return start_step, prior_wall, best
+
+
+def _snapshot(run: _Run, net: torch.nn.Module, path: Path, step: int) -> None:
+    """Save a copy of the evaluated (EMA) weights as a safetensors snapshot (main process only)."""
+    if run.accelerator.is_main_process:
+        save_weights(net.float(), path, variant=run.cfg.variant,
+                     metadata={"model": run.name, "step": str(step), "recipe": run.fingerprint})
+
+
+def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dict) -> tuple[int, float, dict]:
+    """The accelerate loop from ``start_step`` to ``stop_at``: step, log, validate, snapshot, checkpoint."""
+    acc, cfg, out = run.accelerator, run.cfg, run.out
+    t0 = time.perf_counter()
+    step = start_step
+    batches = acc.skip_first_batches(run.loader, start_step * run.batch.accumulation) if start_step else run.loader
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {run.name}", disable=not acc.is_main_process,
+               dynamic_ncols=True)
+    run.model.train()
+    running: list[float] = []
+    t_log, samples_since = time.perf_counter(), 0
+    for blur, sharp in batches:
+        if step >= stop_at:
+            break
+        if cfg.channels_last:
+            blur = blur.contiguous(memory_format=torch.channels_last)
+        with acc.accumulate(run.model):
+            with acc.autocast():
+                outputs = run.model(blur)
+            loss = stage_loss([o.float() for o in outputs], sharp, cfg.stage_weights, kind=cfg.loss)
+            if not bool(acc.gather(loss.detach().reshape(1)).isfinite().all()):
+                raise NonFiniteLossError(
+                    f"[{run.name}] non-finite loss at step {step + 1}; last good checkpoint kept in {out.checkpoints}"
+                )
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.grad_clip > 0:
+                acc.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        running.append(float(loss.detach()))
+        if not acc.sync_gradients:
+            continue
+        step += 1
+        samples_since += run.batch.global_batch
+        run.scheduler.step_update(num_updates=step)
+        if run.ema is not None:
+            run.ema.update(acc.unwrap_model(run.model), step=step)
+        lr = run.optimizer.param_groups[0]["lr"]
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running):.3f}", lr=f"{lr:.2e}")
+        log: dict[str, float] = {}
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            log = {"train/loss": float(np.mean(running)), "train/lr": lr,
+                   "train/samples_per_s": samples_since / max(now - t_log, 1e-9)}
+            running, t_log, samples_since = [], now, 0
+        if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
+            net = _unwrap_for_eval(acc, run.model, run.ema)
+            scores = validate(acc, net, run.val_frames, cfg)
+            run.model.train()
+            log.update({"val/psnr": scores["psnr"], "val/ssim": scores["ssim"]})
+            if scores["psnr"] > best["psnr"]:
+                best = {"psnr": scores["psnr"], "ssim": scores["ssim"], "step": step}
+                _snapshot(run, copy.deepcopy(net).eval(), out.snapshots / "best.safetensors", step)
+            acc.print(f"[{run.name}] step {step}: val-300 PSNR {scores['psnr']:.3f} dB "
+                      f"(input {run.input_scores['psnr']:.3f} dB)")
+        if log:
+            acc.log(log, step=step)
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            net = copy.deepcopy(_unwrap_for_eval(acc, run.model, run.ema)).eval()
+            _snapshot(run, net, out.snapshots / f"step_{step:08d}.safetensors", step)
+        if cfg.save_every and step % cfg.save_every == 0 and step < stop_at:
+            _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints,
+                             prior_wall + time.perf_counter() - t0, best)
+    bar.close()
+    return step, time.perf_counter() - t0, best
+
+
+def export_weights(run_dir: str | Path, export: str, final: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """The member's weights by ``export``: ``final``, ``best`` (snapshot of the best val-300 step) or ``average:K``
+    (uniform average of the last K snapshots). Returns the model and a description; a missing choice is an error."""
+    snaps = Path(run_dir) / "snapshots"
+    if export == "final":
+        return final, "final"
+    if export == "best":
+        path = snaps / "best.safetensors"
+        if not path.is_file():
+            raise ValueError(f"{path}: export 'best' asked for, but no best snapshot exists (was val_every > 0?)")
+        return load_model(path), f"best (step {read_metadata(path)['metadata'].get('step', '?')})"
+    k = int(export.split(":", 1)[1])
+    found = sorted(snaps.glob("step_*.safetensors"))
+    if len(found) < k:
+        raise ValueError(f"{snaps}: export {export!r} needs {k} snapshots, found {len(found)} "
+                         "(lower K or snapshot more often with snapshot_every)")
+    chosen = found[-k:]
+    avg = load_model(chosen[0])
+    sd = {key: v.double() for key, v in avg.state_dict().items()}
+    for path in chosen[1:]:
+        for key, v in load_state_dict(path).items():
+            sd[key] += v.double()
+    avg.load_state_dict({key: (v / k).to(avg.state_dict()[key].dtype) for key, v in sd.items()})
+    return avg, f"average of {k} snapshots ({chosen[0].stem} .. {chosen[-1].stem})"
+
+
+def _finalize(run: _Run, step: int, start_step: int, wall: float, prior_wall: float, best: dict,
+              provenance: bool) -> dict:
+    """Export the member, write its metrics and curve; keep the training state so the run can be continued."""
+    acc, cfg, out = run.accelerator, run.cfg, run.out
+    # The finished state is kept (as a checkpoint), so `steps` can be raised and the run continued.
+    _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints, prior_wall + wall, best)
+    final_net = _unwrap_for_eval(acc, run.model, run.ema)
+    hashes = acc.gather_for_metrics([_weights_hash(final_net)], use_gather_object=True)
+    curve = read_live_curve(out.live_dir) if acc.is_main_process else pd.DataFrame(columns=["step"])
+    last_val = curve.dropna(subset=["val/psnr"]).iloc[-1] if "val/psnr" in curve else None
+    final_psnr = float(last_val["val/psnr"]) if last_val is not None else float("nan")
+    final_ssim = float(last_val["val/ssim"]) if last_val is not None else float("nan")
+    inp = run.input_scores
+    metrics = {
+        "model": run.name,
+        "variant": cfg.variant,
+        "width": int(final_net.config["wf"]),
+        "extra_blocks": int(final_net.config.get("extra_blocks", 0)),
+        "params": run.n_params,
+        "macs_g_256": round(run.macs_256 / 1e9, 3),
+        "steps": step,
+        "input_psnr": inp["psnr"],
+        "input_ssim": inp["ssim"],
+        "final_psnr": final_psnr,
+        "final_ssim": final_ssim,
+        "final_gain_db": final_psnr - inp["psnr"],
+        "best_psnr": best["psnr"],
+        "best_ssim": best["ssim"],
+        "best_step": best["step"],
+        "wall_time_s": round(prior_wall + wall, 1),  # all invocations of this run (resumes included)
+        "wall_time_this_run_s": round(wall, 1),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "data_fingerprint": data_fingerprint(run.data_dir),
+        "init_from": cfg.init_from,
+        "resumed_from_step": start_step,
+        "processes": run.batch.processes,
+        "per_process_batch": run.batch.per_process,
+        "accumulation": run.batch.accumulation,
+        "global_batch": run.batch.global_batch,
+        "device": str(acc.device),
+        "mixed_precision": acc.mixed_precision,
+        "rank_weight_hashes": list(hashes),
+    }
+    if acc.is_main_process:
+        exported, how = export_weights(out.run_dir, cfg.export, final_net)
+        metrics["export"] = how
+        if provenance:
+            metrics["recipe"] = dataclasses.asdict(cfg)
+            metrics["git_commit"] = _git_commit()
+            val = curve.dropna(subset=["val/psnr"]) if "val/psnr" in curve else curve.iloc[0:0]
+            metrics["val_curve"] = [
+                {"step": int(r["step"]), "val_psnr": float(r["val/psnr"]), "val_ssim": float(r["val/ssim"])}
+                for _, r in val.iterrows()
+            ]
+        save_weights(exported.float(), out.weights, variant=cfg.variant,
+                     metadata={"model": run.name, "steps": str(step), "seed": str(cfg.seed),
+                               "recipe": run.fingerprint, "export": how})
+        _plot_curve(curve, out.curve_png, f"{run.name}: {cfg.variant} (wf {metrics['width']}, "
+                                          f"+{metrics['extra_blocks']} blocks), {run.n_params / 1e6:.2f}M params",
+                    inp["psnr"])
+        write_json(out.metrics, metrics)
+    acc.wait_for_everyone()
+    return metrics
 
 
 def train_model(
@@ -292,185 +646,20 @@ def train_model(
     """
     out = outputs or TrainOutputs.for_model(name, paths)
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    accelerator = Accelerator(
-        cpu=use_cpu,
-        mixed_precision=mixed_precision_for(cfg.mixed_precision, use_cpu),
-        gradient_accumulation_steps=cfg.grad_accum,
-        dataloader_config=DataLoaderConfiguration(split_batches=False),
+    run = _setup(name, cfg, paths, out, use_cpu)
+    start_step, prior_wall, best = _resume(run)
+    run.accelerator.init_trackers(
+        name, config={k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))},
+        init_kwargs={"dvclive": {"dir": str(out.live_dir), "resume": start_step > 0, "save_dvc_exp": False,
+                                 "dvcyaml": False, "report": None}},
     )
-    set_seed(cfg.seed)
-    fingerprint = config_fingerprint(cfg)
-    ckpt_root = out.run_dir / "checkpoints"
-    data_dir = Path(paths.data)
-
-    model = build_model(cfg)
-    n_params = count_params(model)
-    macs_256 = count_macs(model, (256, 256))
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
-    if cfg.optimizer not in ("adam", "adamw"):
-        raise ValueError(f"models.{name}.optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    scheduler = CosineLRScheduler(
-        optimizer,
-        t_initial=max(cfg.steps - cfg.warmup_steps, 1),
-        lr_min=cfg.min_lr,
-        warmup_t=cfg.warmup_steps,
-        warmup_lr_init=cfg.min_lr,
-        warmup_prefix=True,
-        t_in_epochs=False,
-    )
-
-    base = PairedPatchDataset.from_prepared(data_dir, patch_size=cfg.patch_size, augment=True)
-    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
-    samples = StepSamples(base, total=cfg.steps * per_step, seed=cfg.seed)
-    loader = DataLoader(samples, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-                        persistent_workers=cfg.num_workers > 0, drop_last=True)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    ema = None
-    if cfg.ema_decay > 0:  # built after prepare so the average lives on the training device
-        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, device=accelerator.device)
-        accelerator.register_for_checkpointing(ema)
-
-    start_step, resume_dir, prior_wall = _resume_point(ckpt_root, fingerprint)
-    curve_rows: list[dict] = []
-    partial_curve = out.run_dir / "curve_partial.csv"
-    if resume_dir is not None:
-        accelerator.load_state(str(resume_dir))
-        if partial_curve.is_file():
-            prev = pd.read_csv(partial_curve)
-            curve_rows = prev[prev["step"] <= start_step].to_dict("records")
-        accelerator.print(f"[{name}] resuming from {resume_dir} at step {start_step}/{cfg.steps}")
-    elif accelerator.is_main_process and _checkpoints(ckpt_root):
-        accelerator.print(f"[{name}] checkpoints in {ckpt_root} were made by another recipe; starting from step 0")
-        shutil.rmtree(ckpt_root, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-    val_frames = ValFrames.from_prepared(data_dir)
-    input_scores = val_frames.input_scores()
-    best = {"psnr": -math.inf, "ssim": float("nan"), "step": 0}
-    t0 = time.perf_counter()
-    step = start_step
     stop_at = cfg.steps if max_steps_this_run is None else min(cfg.steps, start_step + max_steps_this_run)
-    batches = accelerator.skip_first_batches(loader, start_step * cfg.grad_accum) if start_step else loader
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {name}", disable=not accelerator.is_main_process,
-               dynamic_ncols=True)
-    model.train()
-    running = []
-    for blur, sharp in batches:
-        if step >= stop_at:
-            break
-        if cfg.channels_last:
-            blur = blur.contiguous(memory_format=torch.channels_last)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                outputs = model(blur)
-            loss = stage_loss([o.float() for o in outputs], sharp, cfg.stage_weights, kind=cfg.loss)
-            if not bool(accelerator.gather(loss.detach().reshape(1)).isfinite().all()):
-                raise NonFiniteLossError(
-                    f"[{name}] non-finite loss at step {step + 1}; last good checkpoint kept in {ckpt_root}"
-                )
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        running.append(float(loss.detach()))
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        scheduler.step_update(num_updates=step)
-        if ema is not None:
-            ema.update(accelerator.unwrap_model(model), step=step)
-        lr = optimizer.param_groups[0]["lr"]
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(running):.3f}", lr=f"{lr:.2e}")
-        row = {"step": step, "loss": float(np.mean(running)), "lr": lr, "val_psnr": float("nan")}
-        want_val = (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps
-        if want_val:
-            scores = validate(accelerator, _unwrap_for_eval(accelerator, model, ema), val_frames, cfg)
-            model.train()
-            row["val_psnr"], row["val_ssim"] = scores["psnr"], scores["ssim"]
-            if scores["psnr"] > best["psnr"]:
-                best = {"psnr": scores["psnr"], "ssim": scores["ssim"], "step": step}
-            accelerator.print(f"[{name}] step {step}: val-300 PSNR {scores['psnr']:.3f} dB "
-                              f"(input {input_scores['psnr']:.3f} dB)")
-        if step % cfg.log_every == 0 or want_val:
-            curve_rows.append(row)  # loss: mean over the steps since the last row
-            running = []
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            if accelerator.is_main_process:
-                out.run_dir.mkdir(parents=True, exist_ok=True)
-                with atomic_path(partial_curve) as tmp:
-                    pd.DataFrame(curve_rows).to_csv(tmp, index=False)
-            _save_checkpoint(accelerator, ckpt_root, step, fingerprint, cfg.keep_checkpoints,
-                             prior_wall + time.perf_counter() - t0)
-    bar.close()
-    wall = time.perf_counter() - t0
-
+    step, wall, best = _loop(run, start_step, stop_at, prior_wall, best)
     if step < cfg.steps:  # stopped early on purpose (max_steps_this_run): leave a checkpoint, write nothing final
-        _save_checkpoint(accelerator, ckpt_root, step, fingerprint, cfg.keep_checkpoints,
-                             prior_wall + time.perf_counter() - t0)
-        if accelerator.is_main_process:
-            with atomic_path(partial_curve) as tmp:
-                pd.DataFrame(curve_rows).to_csv(tmp, index=False)
+        _save_checkpoint(run.accelerator, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints,
+                         prior_wall + wall, best)
+        run.accelerator.end_training()
         return {"step": step, "finished": False}
-
-    final_net = _unwrap_for_eval(accelerator, model, ema)
-    hashes = accelerator.gather_for_metrics([_weights_hash(final_net)], use_gather_object=True)
-    final = curve_rows[-1]
-    metrics = {
-        "model": name,
-        "variant": cfg.variant,
-        "width": int(final_net.config["wf"]),
-        "extra_blocks": int(final_net.config.get("extra_blocks", 0)),
-        "params": n_params,
-        "macs_g_256": round(macs_256 / 1e9, 3),
-        "steps": step,
-        "input_psnr": input_scores["psnr"],
-        "input_ssim": input_scores["ssim"],
-        "final_psnr": final["val_psnr"],
-        "final_ssim": final.get("val_ssim", float("nan")),
-        "final_gain_db": final["val_psnr"] - input_scores["psnr"],
-        "best_psnr": best["psnr"],
-        "best_ssim": best["ssim"],
-        "best_step": best["step"],
-        "wall_time_s": round(prior_wall + wall, 1),  # all invocations of this run (resumes included)
-        "wall_time_this_run_s": round(wall, 1),
-        "cpu": cpu_model(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "data_fingerprint": data_fingerprint(data_dir),
-        "init_from": cfg.init_from,
-        "resumed_from_step": start_step,
-        "processes": accelerator.num_processes,
-        "device": str(accelerator.device),
-        "mixed_precision": accelerator.mixed_precision,
-        "rank_weight_hashes": list(hashes),
-    }
-    if provenance:
-        metrics["recipe"] = dataclasses.asdict(cfg)
-        metrics["git_commit"] = _git_commit()
-        metrics["val_curve"] = [
-            {"step": int(r["step"]), "val_psnr": r["val_psnr"], "val_ssim": r.get("val_ssim", float("nan"))}
-            for r in curve_rows
-            if not math.isnan(r["val_psnr"])
-        ]
-    if accelerator.is_main_process:
-        save_weights(final_net.float(), out.weights, variant=cfg.variant,
-                     metadata={"model": name, "steps": str(step), "seed": str(cfg.seed), "recipe": fingerprint})
-        curve = pd.DataFrame(curve_rows)
-        curve["input_psnr"] = input_scores["psnr"]
-        with atomic_path(out.curve_csv) as tmp:
-            curve.to_csv(tmp, index=False)
-        _plot_curve(curve, out.curve_png, f"{name}: {cfg.variant} (wf {metrics['width']}, "
-                                          f"+{metrics['extra_blocks']} blocks), {n_params / 1e6:.2f}M params")
-        write_json(out.metrics, metrics)
-        # A finished run needs no resume state; dropping it means code changes retrain from scratch.
-        shutil.rmtree(ckpt_root, ignore_errors=True)
-        partial_curve.unlink(missing_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    metrics = _finalize(run, step, start_step, wall, prior_wall, best, provenance)
+    run.accelerator.end_training()
     return metrics

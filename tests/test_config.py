@@ -24,7 +24,11 @@ def test_params_yaml_and_presets_load():
 
 def test_public_reds_recipe_is_expressed_exactly():
     cfg = load_params(REPO / "presets" / "reds-public.yaml").models["hinet"]
-    assert (cfg.variant, cfg.steps, cfg.batch_size, cfg.patch_size) == ("hinet-1x", 400_000, 8, 256)
+    assert (cfg.variant, cfg.steps, cfg.global_batch, cfg.patch_size) == ("hinet-1x", 400_000, 64, 256)
+    from pipeline.train import plan_batch
+
+    launch = load_params(REPO / "presets" / "reds-public.yaml").launch
+    assert launch.processes == 8 and plan_batch(cfg.global_batch, launch.processes).per_process == 8  # 8 per GPU
     assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.weight_decay) == ("adam", 2e-4, (0.9, 0.99), 0.0)
     assert (cfg.warmup_steps, cfg.min_lr, cfg.grad_clip, cfg.seed) == (0, 1e-7, 0.01, 100)
     assert (cfg.loss, cfg.stage_weights, cfg.identity_init) == ("psnr", (0.5, 0.5), False)
@@ -86,7 +90,7 @@ def test_every_stage_depends_on_its_script_and_the_library_code_it_imports():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
         stage = stage.get("do", stage)
-        script = stage["cmd"].split()[1]
+        script = next(t for t in stage["cmd"].split() if t.endswith(".py"))
         deps = [d for d in stage["deps"] if "${" not in d]
         assert script in deps, f"{name}: its script {script} is not a dep"
         missing = [f.relative_to(REPO).as_posix() for f in _pipeline_imports(REPO / script, set())
@@ -94,10 +98,22 @@ def test_every_stage_depends_on_its_script_and_the_library_code_it_imports():
         assert not missing, f"stage {name} imports {missing} but does not list them in deps"
 
 
+def test_training_depends_on_training_code_and_data_only():
+    """Narrow deps: train@ and pretrain never depend on TTA/inference code, the test split or the whole data folder."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for stage in (dvc["stages"]["train"]["do"], dvc["stages"]["pretrain"]):
+        deps = stage["deps"]
+        for banned in ("pipeline/inference.py", "pipeline/predict.py", "pipeline/ensemble.py", "${paths.data}",
+                       "data/prepared", "${paths.data}/index/test300.csv"):
+            assert banned not in deps, banned
+        data = [d.split("/index/")[-1].split("/")[-1] for d in deps if "index/" in d or d.endswith("patches")]
+        assert data == ["train.csv", "val300.csv", "val300.json", "patches"]
+
+
 def test_training_params_never_include_tta_or_ensemble():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     train = dvc["stages"]["train"]["do"]
-    assert train["params"] == ["models.${key}"]
+    assert train["params"] == ["models.${key}", "launch"]  # the recipe, and where it runs (processes split the batch)
     for later in ("infer", "evaluate"):
         assert not any(str(p).startswith("models") for p in dvc["stages"][later]["do"]["params"])
 
@@ -110,7 +126,10 @@ def test_pretrain_stage_paths_match_params_and_it_is_frozen():
     stage = dvc["stages"]["pretrain"]
     paths = load_params(REPO / "params.yaml").paths
     assert stage["frozen"] is True and stage["params"] == ["pretrain"]
-    assert paths.data in stage["deps"]
+    assert [d for d in stage["deps"] if d.startswith(paths.data)] == [
+        f"{paths.data}/index/train.csv", f"{paths.data}/index/val300.csv", f"{paths.data}/index/val300.json",
+        f"{paths.data}/patches",
+    ]  # fmt: skip
     outs = [next(iter(o)) for o in stage["outs"] + stage["metrics"] + stage["plots"]]
     assert outs == [f"{paths.pretrained}/base.safetensors", f"{paths.pretrained}/base.json",
                     f"{paths.pretrained}/base_curve.csv", f"{paths.pretrained}/base_curve.png"]

@@ -12,7 +12,15 @@ import pytest
 
 from pipeline.config import DataConfig, PathsConfig
 from pipeline.data.prepare import prepare
-from pipeline.data.reds import COLUMNS, DatasetError, index_reds, is_val300_frame, read_index, select_val300
+from pipeline.data.reds import (
+    COLUMNS,
+    HASH_COLUMNS,
+    DatasetError,
+    index_reds,
+    is_val300_frame,
+    read_index,
+    select_val300,
+)
 from pipeline.fileio import write_image
 
 H, W = 32, 48
@@ -49,7 +57,13 @@ def test_index_good_tree(reds: Path):
     tables = index_reds(reds, workers=1)
     assert set(tables) == {"train", "val", "val300", "test300"}
     for table in tables.values():
-        assert list(table.columns) == COLUMNS
+        assert list(table.columns) == COLUMNS + HASH_COLUMNS
+    import hashlib
+
+    first = tables["train"].iloc[0]
+    assert first["blur_md5"] == hashlib.md5(Path(first["blur_path"]).read_bytes()).hexdigest()
+    assert first["sharp_md5"] == hashlib.md5(Path(first["sharp_path"]).read_bytes()).hexdigest()
+    assert tables["test300"]["sharp_md5"].tolist() == [""]
     assert tables["train"]["name"].tolist() == ["000_00000000", "000_00000001", "000_00000002"]
     assert len(tables["val"]) == 10
     assert tables["val300"]["name"].tolist() == ["000_00000009"]
@@ -179,3 +193,30 @@ def test_prepare_reds_outputs(reds: Path, tmp_path: Path):
     assert json.loads((Path(paths.metrics) / "data.json").read_text()) == stats
     sheet = cv2.imread(str(Path(paths.plots) / "data_contact_sheet.png"))
     assert sheet is not None and sheet.shape[1] == 2 * 320 + 4
+
+
+def test_moving_the_data_set_changes_only_the_root_record(reds: Path, tmp_path: Path):
+    """Index paths are relative to data.root: a moved REDS copy (same files) gives byte-identical index, input scores
+    and patches, so no stage after `prepare` reruns; only index/root.json names the new place."""
+    import shutil
+
+    from pipeline.config import DataConfig, PathsConfig
+    from pipeline.data.prepare import prepare
+
+    def run(root: Path, name: str) -> dict[str, bytes]:
+        paths = PathsConfig(data=str(tmp_path / name / "data"), metrics=str(tmp_path / name / "m"),
+                            plots=str(tmp_path / name / "p"))
+        prepare(DataConfig(source="reds", root=str(root), workers=1, patch_size=16, patch_stride=16), paths)
+        out = Path(paths.data)
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    first = run(reds, "a")
+    moved = shutil.copytree(reds, tmp_path / "elsewhere" / "REDS")
+    second = run(moved, "b")
+    assert first.keys() == second.keys()
+    differ = sorted(k for k in first if first[k] != second[k])
+    assert differ == ["index/root.json"]
+    train = (tmp_path / "b" / "data" / "index" / "train.csv").read_text()
+    assert "train/train_blur_jpeg/000/00000000.jpg" in train and str(reds) not in train
+    table = read_index(tmp_path / "b" / "data" / "index" / "train.csv")
+    assert table["blur_path"][0] == str(moved / "train/train_blur_jpeg/000/00000000.jpg")

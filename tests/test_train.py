@@ -22,7 +22,7 @@ import yaml
 from pipeline.config import DataConfig, ModelTrainConfig, PathsConfig, SynthConfig
 from pipeline.data.prepare import prepare
 from pipeline.models import create_model, load_model, save_weights
-from pipeline.train import NonFiniteLossError, config_fingerprint, train_model
+from pipeline.train import NonFiniteLossError, config_fingerprint, read_live_curve, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "stages" / "train.py"
@@ -31,7 +31,7 @@ TINY_MODEL = {
     "variant": "hinet-tiny",
     "seed": 5,
     "steps": 12,
-    "batch_size": 2,
+    "global_batch": 2,
     "patch_size": 32,
     "lr": 1.0e-3,
     "warmup_steps": 2,
@@ -67,7 +67,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def _clean(root: Path) -> None:
-    for sub in ("runs", "models", "metrics/train", "plots/train"):
+    for sub in ("runs", "models", "metrics/train", "plots/train", "dvclive"):
         shutil.rmtree(root / sub, ignore_errors=True)
 
 
@@ -92,11 +92,19 @@ def test_train_end_to_end_writes_outputs_and_starts_from_identity(workdir):
     m = _metrics(workdir)
     assert m["steps"] == 12 and m["resumed_from_step"] == 0 and m["processes"] == 1
     assert m["params"] == sum(p.numel() for p in create_model("hinet-tiny").parameters())
-    curve = (workdir / "plots" / "train" / "tiny.csv").read_text().splitlines()
-    assert curve[0].split(",")[:4] == ["step", "loss", "lr", "val_psnr"]
-    assert len(curve) == 1 + 12  # log_every 1
+    # DVCLive holds the curve: loss, lr and samples/s every step (log_every 1), val-300 PSNR/SSIM every 6 steps.
+    curve = read_live_curve(workdir / "dvclive" / "tiny")
+    assert list(curve["step"]) == list(range(1, 13))
+    assert {"train/loss", "train/lr", "train/samples_per_s", "val/psnr", "val/ssim"} <= set(curve.columns)
+    assert list(curve.dropna(subset=["val/psnr"])["step"]) == [6, 12]
+    assert curve["val/psnr"].dropna().iloc[-1] == pytest.approx(m["final_psnr"])
+    live = json.loads((workdir / "dvclive" / "tiny" / "metrics.json").read_text())
+    assert live["val"]["psnr"] == pytest.approx(m["final_psnr"]) and live["step"] == 12
     assert (workdir / "plots" / "train" / "tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (workdir / "runs" / "tiny" / "checkpoints").exists()  # finished runs drop their resume state
+    # The finished state is kept, so the run can be continued with more steps.
+    assert sorted(p.name for p in (workdir / "runs" / "tiny" / "checkpoints").iterdir())[-1] == "step_00000012"
+    assert (m["processes"], m["per_process_batch"], m["accumulation"], m["global_batch"]) == (1, 2, 1, 2)
+    assert m["export"] == "final"
     meta_model = load_model(workdir / "models" / "tiny.safetensors")
     assert meta_model.config["wf"] == 8
 
@@ -138,7 +146,7 @@ def test_stop_early_keeps_checkpoint_and_other_recipe_starts_fresh(workdir):
     ckpts = sorted(p.name for p in (workdir / "runs" / "tiny" / "checkpoints").iterdir())
     assert ckpts == ["step_00000003", "step_00000004"]  # keep_checkpoints = 2
     state = json.loads((workdir / "runs" / "tiny" / "checkpoints" / "step_00000004" / "trainer_state.json").read_text())
-    assert set(state) == {"step", "fingerprint", "wall_s"} and state["wall_s"] > 0  # wall time carries over resumes
+    assert set(state) == {"step", "fingerprint", "wall_s", "best"} and state["wall_s"] > 0  # carried over resumes
     recipe = config_fingerprint(ModelTrainConfig(**_tuple_fields(TINY_MODEL)))
     assert (state["step"], state["fingerprint"]) == (4, recipe)
 
@@ -159,13 +167,16 @@ def _tuple_fields(d: dict) -> dict:
 
 
 def test_two_cpu_processes_finish_with_identical_weights(workdir):
+    """`python -m pipeline.launch` with launch.processes 2 on CPU: gloo, half the batch per process, same global."""
     _clean(workdir)
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    proc = _run(workdir, launcher=launcher, env_extra={"CUDA_VISIBLE_DEVICES": ""})
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["launch"] = {"processes": 2}
+    (workdir / "params_2p.yaml").write_text(yaml.safe_dump(params))
+    launcher = [sys.executable, "-m", "pipeline.launch", "--params", "params_2p.yaml"]
+    proc = _run(workdir, "--params", "params_2p.yaml", launcher=launcher, env_extra={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = _metrics(workdir)
-    assert m["processes"] == 2
+    assert m["processes"] == 2 and (m["per_process_batch"], m["global_batch"]) == (1, 2)
     assert len(m["rank_weight_hashes"]) == 2 and len(set(m["rank_weight_hashes"])) == 1
     assert m["steps"] == 12
 
@@ -209,3 +220,60 @@ def test_ema_weights_are_what_is_saved(workdir):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
     raw = _state(workdir)
     assert not torch.equal(saved["last.weight"], raw["last.weight"])
+
+
+def test_finished_run_continues_for_more_steps_and_exports_snapshots(workdir):
+    """Raising `steps` continues a finished run from its kept state; best and average-of-last-K exports work."""
+    _clean(workdir)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["models"]["tiny"].update(snapshot_every=3)
+    (workdir / "params_snap.yaml").write_text(yaml.safe_dump(params))
+    assert _run(workdir, "--params", "params_snap.yaml").returncode == 0
+    snaps = workdir / "runs" / "tiny" / "snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == [
+        "best.safetensors", "step_00000003.safetensors", "step_00000006.safetensors", "step_00000009.safetensors",
+        "step_00000012.safetensors",
+    ]  # fmt: skip
+    first = _metrics(workdir)
+    # The final snapshot is the exported final weights.
+    final = load_model(snaps / "step_00000012.safetensors").state_dict()
+    for k, v in _state(workdir).items():
+        torch.testing.assert_close(v, final[k], rtol=0, atol=0)
+
+    params["models"]["tiny"].update(steps=15, export="average:2")
+    (workdir / "params_snap.yaml").write_text(yaml.safe_dump(params))
+    proc = _run(workdir, "--params", "params_snap.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = _metrics(workdir)
+    assert m["resumed_from_step"] == 12 and m["steps"] == 15 and first["steps"] == 12
+    assert m["export"].startswith("average of 2 snapshots (step_00000012 .. step_00000015)")
+    a = load_model(snaps / "step_00000012.safetensors").state_dict()
+    b = load_model(snaps / "step_00000015.safetensors").state_dict()
+    for k, v in _state(workdir).items():
+        torch.testing.assert_close(v, (a[k].double() + b[k].double()).div(2).float(), rtol=0, atol=1e-7)
+
+    params["models"]["tiny"].update(export="best")
+    (workdir / "params_snap.yaml").write_text(yaml.safe_dump(params))
+    assert _run(workdir, "--params", "params_snap.yaml").returncode == 0
+    m = _metrics(workdir)
+    assert m["export"] == f"best (step {m['best_step']})"
+    best = load_model(snaps / "best.safetensors").state_dict()
+    for k, v in _state(workdir).items():
+        torch.testing.assert_close(v, best[k], rtol=0, atol=0)
+
+
+def test_batch_plan_and_its_errors():
+    from pipeline.config import ConfigError
+    from pipeline.train import BatchPlan, BatchPlanError, plan_batch
+
+    assert plan_batch(64, 8) == BatchPlan(processes=8, per_process=8, accumulation=1, global_batch=64)
+    assert plan_batch(64, 2, max_per_process=8) == BatchPlan(2, 8, 4, 64)
+    assert plan_batch(8, 1) == BatchPlan(1, 8, 1, 8)
+    with pytest.raises(BatchPlanError, match=r"global_batch 64 is not divisible by 3 processes \(launch.processes\)"):
+        plan_batch(64, 3)
+    with pytest.raises(BatchPlanError, match="cannot be split into equal micro-batches of at most 5"):
+        plan_batch(12, 1, max_per_process=5)
+    with pytest.raises(ConfigError, match="export: got 'last'"):
+        ModelTrainConfig(export="last")
+    with pytest.raises(ConfigError, match="averages snapshots, but snapshot_every is 0"):
+        ModelTrainConfig(export="average:3")

@@ -114,7 +114,7 @@ class PairedPatchDataset(Dataset):
 class ValFrames(Dataset):
     """Full frames of an index table (val-300) as ``(name, blur, sharp)``: HWC RGB uint8 arrays, the metrics format.
 
-    ``input_scores`` may carry the precomputed mean input PSNR/SSIM (the data stage's ``stats.json``).
+    ``input_scores`` may carry the precomputed mean input PSNR/SSIM (the data stage's ``index/val300.json``).
     """
 
     def __init__(self, table: pd.DataFrame, *, input_scores: dict | None = None):
@@ -128,8 +128,8 @@ class ValFrames(Dataset):
         """The ``index/<split>.csv`` frames of a prepared data dir, with the stage's stored input scores."""
         data_dir = Path(data_dir)
         scores = None
-        stats = data_dir / "stats.json"
-        if split == "val300" and stats.is_file():
+        stats = data_dir / "index" / f"{split}.json"
+        if stats.is_file():
             scores = json.loads(stats.read_text()).get("input")
         return cls(read_index(data_dir / "index" / f"{split}.csv"), input_scores=scores)
 

@@ -128,13 +128,20 @@ def extract_patches(
                 offset = -1
             index.append((r["split"], r["seq"], r["frame"], stem, *paths, patch_size, patch_size, y, x, offset))
     result = pd.DataFrame(index, columns=PATCH_COLUMNS)
-    result.to_csv(out_dir / "index.csv", index=False)
+    stored = result.copy()  # on disk: paths relative to the patch folder, so the file is the same wherever it lives
+    for col in ("blur_path", "sharp_path"):
+        stored[col] = [Path(p).relative_to(final_dir).as_posix() for p in stored[col]]
+    stored.to_csv(out_dir / "index.csv", index=False)
     return result
 
 
 def read_patch_index(path: str | Path) -> pd.DataFrame:
-    """Read ``patches/index.csv`` keeping ``seq``/``frame`` as strings."""
-    return read_table(path, PATCH_COLUMNS, "patch index")
+    """Read ``patches/index.csv`` keeping ``seq``/``frame`` as strings; paths are joined with the index's folder."""
+    path = Path(path)
+    table = read_table(path, PATCH_COLUMNS, "patch index")
+    for col in ("blur_path", "sharp_path"):
+        table[col] = [p if not p or Path(p).is_absolute() else str(path.parent / p) for p in table[col]]
+    return table
 
 
 @cache

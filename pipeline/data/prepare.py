@@ -2,8 +2,12 @@
 extract training patches, and report statistics and a contact sheet.
 
 Outputs (all atomic; on any failure none of them is left looking finished):
-``paths.data/index/{train,val,val300,test300}.csv``, ``paths.data/patches/...``, ``paths.data/stats.json``,
-``paths.metrics/data.json`` (same statistics) and ``paths.plots/data_contact_sheet.png``.
+``paths.data/index/{train,val,val300,test300}.csv`` (paths relative to the REDS root, with each file's md5),
+``paths.data/index/root.json`` (the root), ``paths.data/index/val300.json`` (the val-300 input scores),
+``paths.data/patches/index.csv`` (empty without patches), ``paths.data/stats.json``, ``paths.metrics/data.json``
+(same statistics) and ``paths.plots/data_contact_sheet.png``. Later stages depend on single files of this folder
+(training: the train and val-300 index, the val-300 input scores, the patches), and only ``root.json`` names the root,
+so moving the data set (same files, new ``data.root``) reruns ``prepare`` and nothing after it.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig, PathsConfig
-from pipeline.data.patches import extract_patches
-from pipeline.data.reds import index_reds
+from pipeline.data.patches import PATCH_COLUMNS, extract_patches
+from pipeline.data.reds import ROOT_FILE, index_reds, relative_index
 from pipeline.data.synth import manifest_matches, synthesize_reds
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
 
@@ -81,18 +85,6 @@ def _nested(inner: Path, outer: Path) -> Path | None:
     return inner.relative_to(outer) if inner.is_relative_to(outer) and inner != outer else None
 
 
-def _rebase(tables: dict[str, pd.DataFrame], built: Path, final: Path) -> dict[str, pd.DataFrame]:
-    """Rewrite paths under ``built`` (a temporary build folder) to where they live after the rename, ``final``."""
-    prefix, n = str(final), len(str(built))
-    out = {}
-    for split, table in tables.items():
-        table = table.copy()
-        for col in ("blur_path", "sharp_path"):
-            table[col] = [prefix + p[n:] if p else p for p in table[col]]
-        out[split] = table
-    return out
-
-
 def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
     """Run the data stage and return its statistics (also written to ``paths.metrics/data.json``).
 
@@ -114,8 +106,9 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         if tables["val300"].empty:
             raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
         (tmp / "index").mkdir()
-        for split, table in _rebase(tables, built, root).items():
-            table.to_csv(tmp / "index" / f"{split}.csv", index=False)
+        for split, table in tables.items():
+            relative_index(table, built).to_csv(tmp / "index" / f"{split}.csv", index=False)
+        write_json(tmp / "index" / ROOT_FILE, {"root": str(root)})
         patches = 0
         if cfg.patch_size > 0:
             patch_index = extract_patches(
@@ -128,10 +121,12 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
                 final_dir=data_dir / "patches",
             )
             patches = len(patch_index)
+        else:  # an empty patch index: training reads frames (and can depend on this file either way)
+            (tmp / "patches").mkdir()
+            pd.DataFrame(columns=PATCH_COLUMNS).to_csv(tmp / "patches" / "index.csv", index=False)
         val300 = tables["val300"]
         stats = {
             "source": cfg.source,
-            "root": str(root),
             "frame_height": int(val300["height"].iloc[0]),
             "frame_width": int(val300["width"].iloc[0]),
             "counts": {
@@ -148,6 +143,7 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         }
         sheet = contact_sheet(val300, cfg.contact_sheet_pairs)
         write_json(tmp / "stats.json", stats)
+        write_json(tmp / "index" / "val300.json", {"input": stats["input"]})
     write_json(Path(paths.metrics) / METRICS, stats)
     write_image(Path(paths.plots) / CONTACT_SHEET, sheet)
     return stats

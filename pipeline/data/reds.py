@@ -15,19 +15,25 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline.fileio import ImageReadError, read_image, read_table
+from pipeline.fileio import ImageReadError, read_image, read_json, read_table
 
 __all__ = [
     "COLUMNS",
+    "HASH_COLUMNS",
+    "ROOT_FILE",
     "SPLITS",
     "DatasetError",
     "index_reds",
     "is_val300_frame",
     "read_index",
+    "relative_index",
+    "resolve_paths",
     "select_val300",
 ]
 
 COLUMNS = ["split", "seq", "frame", "name", "blur_path", "sharp_path", "height", "width"]
+HASH_COLUMNS = ["blur_md5", "sharp_md5"]  # file contents, so an index changes exactly when its frames do
+ROOT_FILE = "root.json"  # beside the index CSVs: the folder their relative paths start from
 SPLITS = {  # split -> (blurry folder, sharp folder or None)
     "train": ("train/train_blur_jpeg", "train/train_sharp"),
     "val": ("val/val_blur_jpeg", "val/val_sharp"),
@@ -132,47 +138,76 @@ def _pair_split(root: Path, split: str, problems: list[str]) -> list[dict]:
     return rows
 
 
-def _probe(path: str) -> tuple[str, int, int, str]:
-    """Decode one image fully (catches truncation); returns (path, height, width, error or '')."""
+def _probe(path: str) -> tuple[str, int, int, str, str]:
+    """Decode one image fully (catches truncation); returns (path, height, width, md5 of the file, error or '')."""
+    import hashlib
+
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             mode = im.mode
         if mode != "RGB":
-            return path, 0, 0, f"{path}: not an 8-bit RGB image (mode {mode})"
+            return path, 0, 0, "", f"{path}: not an 8-bit RGB image (mode {mode})"
         img = read_image(path)
+        digest = hashlib.md5(Path(path).read_bytes()).hexdigest()
     except ImageReadError as exc:
-        return path, 0, 0, str(exc)
+        return path, 0, 0, "", str(exc)
     except OSError as exc:
-        return path, 0, 0, f"{path}: unreadable image ({exc})"
-    return path, img.shape[0], img.shape[1], ""
+        return path, 0, 0, "", f"{path}: unreadable image ({exc})"
+    return path, img.shape[0], img.shape[1], digest, ""
 
 
-def _probe_chunk(paths: list[str]) -> list[tuple[str, int, int, str]]:
+def _probe_chunk(paths: list[str]) -> list[tuple[str, int, int, str, str]]:
     return [_probe(p) for p in paths]
 
 
-def _probe_many(paths: list[str], workers: int) -> dict[str, tuple[int, int, str]]:
+def _probe_many(paths: list[str], workers: int) -> dict[str, tuple[int, int, str, str]]:
     chunk = max(1, min(64, len(paths) // (4 * max(1, workers)) or 1))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     results = Parallel(n_jobs=workers, return_as="generator")(delayed(_probe_chunk)(c) for c in chunks)
     out = {}
     with tqdm(total=len(paths), desc="validate REDS images", unit="img", disable=None) as bar:
         for batch in results:
-            for path, h, w, err in batch:
-                out[path] = (h, w, err)
+            for path, h, w, digest, err in batch:
+                out[path] = (h, w, digest, err)
             bar.update(len(batch))
     return out
 
 
 def read_index(path: str | Path) -> pd.DataFrame:
-    """Read an index CSV written by the data stage, keeping ``seq``/``frame`` as zero-padded strings."""
-    return read_table(path, COLUMNS)
+    """Read an index CSV written by the data stage, keeping ``seq``/``frame`` as zero-padded strings.
+
+    The data stage stores paths relative to the REDS root (so moving the data set changes no index and reruns nothing
+    downstream) and the root in ``root.json`` beside the CSV; paths are returned joined with it. Absolute paths, or an
+    index without ``root.json``, are returned as stored.
+    """
+    return resolve_paths(read_table(path, COLUMNS), path)
+
+
+def resolve_paths(table: pd.DataFrame, index_csv: str | Path) -> pd.DataFrame:
+    """Join the relative ``blur_path``/``sharp_path`` of an index with the root recorded beside it (in place)."""
+    root_file = Path(index_csv).parent / ROOT_FILE
+    if root_file.is_file():
+        root = Path(read_json(root_file, what="index root record")["root"])
+        for col in ("blur_path", "sharp_path"):
+            if col in table:
+                table[col] = [str(root / p) if p and not Path(p).is_absolute() else p for p in table[col]]
+    return table
+
+
+def relative_index(table: pd.DataFrame, root: str | Path) -> pd.DataFrame:
+    """``table`` with its paths made relative to ``root`` (what the data stage writes; see :func:`read_index`)."""
+    root = Path(root)
+    out = table.copy()
+    for col in ("blur_path", "sharp_path"):
+        out[col] = [Path(p).relative_to(root).as_posix() if p else p for p in out[col]]
+    return out
 
 
 def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]:
-    """Validate a REDS tree and index it: tables ``train``, ``val``, ``val300`` and ``test300`` (columns ``COLUMNS``).
+    """Validate a REDS tree and index it: tables ``train``, ``val``, ``val300`` and ``test300`` (``COLUMNS`` plus the
+    files' md5 in ``HASH_COLUMNS``).
 
     Every image is decoded (in parallel over ``workers`` processes) so truncated files are caught. All problems are
     collected and raised together as one ``DatasetError``. Paths keep ``root`` as given (relative stays relative).
@@ -186,11 +221,11 @@ def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]
     probed = _probe_many(paths, workers) if paths else {}
     for split_rows in rows.values():
         for r in split_rows:
-            bh, bw, berr = probed[r["blur_path"]]
+            bh, bw, bmd5, berr = probed[r["blur_path"]]
             problems.extend(e for e in (berr,) if e)
-            r["height"], r["width"] = bh, bw
+            r["height"], r["width"], r["blur_md5"], r["sharp_md5"] = bh, bw, bmd5, ""
             if r["sharp_path"]:
-                sh, sw, serr = probed[r["sharp_path"]]
+                sh, sw, r["sharp_md5"], serr = probed[r["sharp_path"]]
                 if serr:
                     problems.append(serr)
                 elif not berr and (sh, sw) != (bh, bw):
@@ -199,7 +234,7 @@ def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]
                     )
     if problems:
         raise DatasetError(root, problems)
-    tables = {split: pd.DataFrame(split_rows, columns=COLUMNS) for split, split_rows in rows.items()}
+    tables = {split: pd.DataFrame(split_rows, columns=COLUMNS + HASH_COLUMNS) for split, split_rows in rows.items()}
     return {
         "train": tables["train"],
         "val": tables["val"],

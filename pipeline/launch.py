@@ -1,0 +1,83 @@
+"""Run a stage script under ``accelerate launch`` with the ``launch`` section of params.yaml.
+
+``python -m pipeline.launch stages/train.py --model wd_s1`` reads ``launch.processes`` and starts that many processes
+on this machine: one process on CPU or one GPU; N GPUs (``--multi_gpu``); or N gloo processes on a CPU-only machine
+(``--multi_gpu`` without CUDA, one thread each). The command is checked before anything starts: more processes than
+visible GPUs (or CPU cores) is an error naming the value and the fix. ``--dry-run`` prints the command instead.
+Precision is not set here: the script takes it from the recipe (``models.<m>.mixed_precision``, ``tta.precision``).
+Multi-node runs are started by hand on every node (README, "Many nodes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from pipeline.config import ConfigError, LaunchConfig, load_params
+
+__all__ = ["LaunchError", "accelerate_command", "main"]
+
+
+class LaunchError(ValueError):
+    """The launch settings do not fit this machine; the message names the value and the fix."""
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def accelerate_command(
+    launch: LaunchConfig, script_args: list[str], *, gpus: int | None = None, cores: int | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The ``accelerate launch`` argv and extra environment for ``script_args`` under ``launch``."""
+    gpus = _visible_gpus() if gpus is None else gpus
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    n = launch.processes
+    if launch.gpu_ids != "all" and gpus:
+        gpus = len([g for g in launch.gpu_ids.split(",") if g.strip()])
+    if gpus and n > gpus:
+        raise LaunchError(f"launch.processes is {n} but only {gpus} GPU(s) are visible: set launch.processes <= {gpus}")
+    if not gpus and n > cores:
+        raise LaunchError(f"launch.processes is {n} but this CPU-only machine has {cores} core(s): set "
+                          f"launch.processes <= {cores}")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", str(n),
+           "--mixed_precision", "no", "--dynamo_backend", "no"]
+    env: dict[str, str] = {}
+    if n > 1:
+        cmd += ["--multi_gpu", "--main_process_port", str(launch.main_process_port)]
+    if not gpus:
+        if n == 1:
+            cmd += ["--cpu"]
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(max(1, cores // n)))
+    elif launch.gpu_ids != "all":
+        cmd += ["--gpu_ids", launch.gpu_ids]
+    return cmd + list(script_args), env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file whose `launch` section is used")
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    parser.add_argument("script", help="the stage script, e.g. stages/train.py")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    args = parser.parse_args(argv)
+    try:
+        launch = load_params(args.params).launch
+        cmd, env = accelerate_command(launch, [args.script, *args.args])
+    except (ConfigError, LaunchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(" ".join(f"{k}={v}" for k, v in env.items()), shlex.join(cmd))
+        return 0
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, {**os.environ, **env})
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
