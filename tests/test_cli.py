@@ -76,6 +76,16 @@ def test_every_stage_main_reports_user_errors():
         assert "@reports_user_errors\ndef main(" in script.read_text(), script.name
 
 
+def test_stage_with_a_bad_params_file_prints_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("models:\n  a: {steps: 0}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, str(REPO / "stages" / "check_params.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr == "error: params.yaml: models.a.steps: got 0, must be >= 1\n"
+    assert not (tmp_path / "metrics").exists()
+
+
 @pytest.fixture()
 def photo(tmp_path) -> Path:
     write_image(tmp_path / "in.png", np.full((16, 16, 3), 128, np.uint8))
