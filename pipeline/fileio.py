@@ -1,15 +1,17 @@
 """Atomic file writes and strict image reading shared by every stage.
 
 Every output goes through a temporary sibling and ``os.replace`` so an interrupted stage never leaves a file that
-looks finished; every image read names the file when it fails.
+looks finished; the sibling has a fixed name per output, so the next write of that output removes what a killed run
+left, and it is created with the process umask, so published files get the same permissions as any other. Every
+image read names the file when it fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,14 +39,41 @@ class ImageReadError(ValueError):
     """An image file is missing, unreadable, truncated or of an unexpected kind; the message names the file."""
 
 
+def temp_sibling(path: str | os.PathLike) -> Path:
+    """The temporary sibling :func:`atomic_path` / :func:`atomic_dir` build ``path`` in: ``.<stem>.tmp<suffix>``.
+
+    Fixed per output (one writer per output at a time, as under DVC), so a rerun finds and removes it in O(1) even in a
+    folder of a million patches.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp{path.suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale_dir_temps(path: Path) -> None:
+    """Remove what a killed :func:`atomic_dir` of ``path`` left: its temp sibling, the ``.<name>.old`` of an
+    interrupted swap, and the ``.<name>.<8 random chars>.tmp`` folders earlier versions made with ``mkdtemp``."""
+    legacy = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    for entry in os.scandir(path.parent):
+        if entry.name in (temp_sibling(path).name, f".{path.name}.old") or legacy.fullmatch(entry.name):
+            _remove(Path(entry.path))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, on error delete it."""
+    """Yield a new empty file beside ``path`` (mode 0666 less the umask); on success rename it over ``path``, on
+    error delete it. A temp left by a killed earlier write of ``path`` is replaced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = temp_sibling(path)
+    _remove(tmp)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -55,10 +84,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory beside ``path``; on success it replaces ``path`` whole."""
+    """Yield an empty temporary directory beside ``path`` (mode 0777 less the umask); on success it replaces
+    ``path`` whole. Temps left by a killed earlier write of ``path`` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _remove_stale_dir_temps(path)
+    tmp = temp_sibling(path)
+    tmp.mkdir()
     try:
         yield tmp
         if path.exists():
@@ -85,19 +117,26 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+_PNG_SIGNATURE, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{path}: empty file")
+    # Truncation is judged from the bytes, before decoding: OpenCV rejects a PNG cut short and fills a JPEG cut short
+    # with gray, and neither says why.
+    head, tail = data[:8].tobytes(), data[-12:].tobytes()
+    if head.startswith(_PNG_SIGNATURE) and not tail.endswith(_PNG_END):
+        raise ImageReadError(f"{path}: truncated PNG (no IEND chunk)")
+    if head.startswith(_JPEG_START) and not tail.endswith(_JPEG_END):
+        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker)")
     img = cv2.imdecode(data, flags)
     if img is None:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
-    if path.suffix.lower() == ".png" and not data[-12:].tobytes().endswith(b"IEND\xaeB`\x82"):
-        raise ImageReadError(f"{path}: truncated PNG (no IEND chunk)")
-    if path.suffix.lower() in (".jpg", ".jpeg") and not data[-2:].tobytes() == b"\xff\xd9":
-        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker)")
     return img
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.cli import reports_user_errors
 from pipeline.fileio import atomic_path, read_json, write_json, write_text
 from pipeline.ladder import STEP_COLUMNS
 from pipeline.stats import paired_gain
@@ -643,6 +644,7 @@ def pivot_psnr(merged: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[wide.max(axis=1).sort_values(ascending=False, kind="stable").index]
 
 
+@reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``merge [--json FILE] [--out FILE.csv]`` prints the cross-experiment table (and writes it as CSV)."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.leaderboard", description=__doc__.splitlines()[0])

@@ -10,6 +10,8 @@ images are still restored, and the command exits with status 1 listing every fai
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from pipeline.cli import describe, reports_user_errors
 from pipeline.config import CropsConfig
 from pipeline.device import prepare_model, resolve_device, resolve_precision
 from pipeline.fileio import ImageReadError, read_image, write_image
@@ -73,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Restore every input; return 0, 1 when some inputs could not be read, 2 on bad arguments."""
     from pipeline.models import load_model
@@ -88,10 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.batch < 1:
             raise ValueError(f"--batch must be at least 1, got {args.batch}")
         model = prepare_model(load_model(args.weights), device)
-    except (ValueError, OSError) as exc:  # bad arguments, missing or unreadable weights
-        print(f"error: {exc}", file=sys.stderr)
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+        if not os.access(args.output, os.W_OK | os.X_OK):  # fail before the model runs, naming the folder
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), args.output)
+    except (ValueError, OSError) as exc:  # bad arguments, missing or unreadable weights, an unusable output folder
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 2
-    Path(args.output).mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restore", unit="image", disable=None)
     for src, dst in bar:

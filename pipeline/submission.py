@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipeline.cli import reports_user_errors
 from pipeline.data.reds import is_val300_frame
 from pipeline.fileio import atomic_path
 
@@ -354,6 +355,7 @@ def build_submission(params) -> Path:
     return zip_path
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     """``check ZIP --frames CSV_OR_DIR``: print every problem (or ``OK: N frames``); exit 1 on problems, 0 if valid."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.submission", description=__doc__.splitlines()[0])

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.ensemble import run_ensemble
 
 
+@reports_user_errors
 def main() -> None:
     params = load_params("params.yaml")
     paths, ens = params.paths, params.ensemble

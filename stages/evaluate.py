@@ -5,10 +5,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.evaluate import evaluate_model
 
 
+@reports_user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)

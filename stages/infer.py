@@ -2,10 +2,12 @@
 
 import argparse
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.predict import run_inference
 
 
+@reports_user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)

@@ -3,6 +3,7 @@ the seed spread, charts and a comparison sheet."""
 
 from pathlib import Path
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.data.reds import read_index
 from pipeline.fileio import write_image
@@ -13,6 +14,7 @@ from pipeline.sheet import comparison_sheet
 EVAL_DIR = Path("outputs/eval")
 
 
+@reports_user_errors
 def main() -> None:
     params = load_params("params.yaml")
     paths, tta = params.paths, params.tta

@@ -1,9 +1,11 @@
 """DVC stage ``package``: the NTIRE submission zip of the ensemble's test predictions, validated after writing."""
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.submission import build_submission
 
 
+@reports_user_errors
 def main() -> None:
     zip_path = build_submission(load_params("params.yaml"))
     print(f"wrote and validated {zip_path}")

@@ -1,9 +1,11 @@
 """DVC stage ``prepare``: build (or validate) REDS, index it, extract patches, write data statistics."""
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.data.prepare import prepare
 
 
+@reports_user_errors
 def main() -> None:
     params = load_params("params.yaml")
     stats = prepare(params.data, params.paths)

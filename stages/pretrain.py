@@ -6,10 +6,12 @@ Frozen in the default pipeline: its weights and provenance are committed, so ``d
 
 import argparse
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.train import PRETRAIN_NAME, TrainOutputs, train_model
 
 
+@reports_user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")

@@ -5,10 +5,12 @@ Runs as ``python stages/train.py --model NAME`` (one process) or under ``acceler
 
 import argparse
 
+from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.train import train_model
 
 
+@reports_user_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="a key of the models section of params.yaml")

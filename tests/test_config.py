@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, ModelTrainConfig, Params, TTAConfig, load_params, parse
+from pipeline import config
+from pipeline.config import ConfigError, CropsConfig, ModelTrainConfig, Params, TTAConfig, load_params, parse
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,11 +42,78 @@ def test_unknown_and_mistyped_keys_are_named():
         parse(Params, {"models": {"a": {"steps": "many"}}})
     with pytest.raises(ConfigError, match=r"betas: expected 2 items"):
         parse(ModelTrainConfig, {"betas": [0.9]})
-    with pytest.raises(ConfigError, match="tta mode 'x9'"):
+    with pytest.raises(ConfigError, match=r"ladder\[1\]: got 'x9', must be one of"):
         parse(TTAConfig, {"ladder": ["plain", "x9"]})
-    with pytest.raises(ConfigError, match="data.root is empty"):
+    with pytest.raises(ConfigError, match=r"data\.root: got '', must be the folder of a REDS download"):
         parse(Params, {"data": {"source": "reds"}})
     assert parse(ModelTrainConfig, {"width": None}).width is None
+
+
+def _params_with(tmp_path: Path, **changes) -> Path:
+    """A copy of params.yaml with ``changes`` applied (dotted keys; None deletes, a new key is added)."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = raw
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"foo": 1}, "unknown key(s) ['foo']; known: ['data', 'ensemble', 'launch', 'models', 'package', 'paths', "
+                     "'pretrain', 'tta']"),
+        ({"tta__tile": 0}, "tta.tile: got 0, must be >= 1"),
+        ({"tta__overlap": 256}, "tta.overlap: got 256, must be in [0, tta.tile=256)"),
+        ({"tta__crops__n": 0},
+         "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'x8', 'x8+crops'])"),
+        ({"tta__crops__n": 0, "tta__ladder": ["plain", "crops"], "tta__submit": "crops"},
+         "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'crops'])"),
+        ({"tta__crops__size": 0}, "tta.crops.size: got 0, must be >= 1"),
+        ({"models__wd_s2__steps": 0}, "models.wd_s2.steps: got 0, must be >= 1"),
+        ({"models__wd_s1__global_batch": -2}, "models.wd_s1.global_batch: got -2, must be >= 1"),
+        ({"models__wd_s1__export": "average:2"},
+         "models.wd_s1.snapshot_every: got 0, must be > 0 when export is 'average:2' (it averages snapshots)"),
+        ({"launch__processes": 0}, "launch.processes: got 0, must be >= 1"),
+        ({"pretrain__patch_size": 0}, "pretrain.patch_size: got 0, must be >= 1"),
+        ({"models__wd_s3__lr": 0.0}, "models.wd_s3.lr: got 0.0, must be a finite number > 0"),
+        ({"ensemble__members": ["wd_s1", "wd_s9"]},
+         "ensemble.members: got ['wd_s1', 'wd_s9'], must be names of models (['wd_s9'] are not; models: "
+         "['wd_s1', 'wd_s2', 'wd_s3'])"),
+        ({"ensemble__weights": [1.0, 2.0]},
+         "ensemble.weights: got [1.0, 2.0], must be one weight per member (3: ['wd_s1', 'wd_s2', 'wd_s3']) or empty "
+         "for equal weights"),
+        ({"data__workers": 0}, "data.workers: got 0, must be >= 1"),
+        ({"data__synth__width": 100}, "data.synth.width: got 100, must be a positive multiple of 16 (HINet input)"),
+    ],
+)
+def test_values_out_of_range_fail_at_load_with_one_message(tmp_path, changes, message):
+    """Every section checks its values once, when params load: one line naming the file, key, value and range."""
+    path = _params_with(tmp_path, **changes)
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_crop_count_zero_is_fine_without_a_crop_mode():
+    tta = TTAConfig(ladder=("plain", "x8"), submit="x8", crops=CropsConfig(n=0))
+    assert tta.crops.n == 0
+    with pytest.raises(ConfigError) as info:
+        TTAConfig(ladder=("plain", "x8+crops"), submit="plain", crops=CropsConfig(n=0))
+    assert str(info.value) == (
+        "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'x8+crops'])"
+    )
+
+
+def test_config_mode_lists_match_the_inference_module():
+    from pipeline.inference import TRANSFORM_SETS, TTA_MODES
+
+    assert config.TTA_MODES == TTA_MODES and sorted(config.CROP_TRANSFORMS) == sorted(TRANSFORM_SETS)
 
 
 def test_missing_params_file_is_named(tmp_path):

@@ -153,7 +153,7 @@ def test_dead_leaves_statistics():
         ({"subframes": 4}, "odd"),
         ({"val_photos": ("astronaut", "retina"), "test_photos": ("retina",)}, "both val_photos and test_photos"),
         ({"val_photos": ("lena",)}, "unknown photo"),
-        ({"test_photos": ()}, "test_photos is empty"),
+        ({"test_photos": ()}, r"test_photos: got \[\], must be at least one of"),
     ],
 )
 def test_bad_config(tmp_path: Path, change: dict, message: str):

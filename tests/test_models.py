@@ -197,6 +197,28 @@ def test_safetensors_round_trip_rebuilds_model(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True))
 
 
+def test_same_weights_and_metadata_give_the_same_bytes(tmp_path):
+    """safetensors writes its metadata in hash-map order, different on every save; ours sorts it, so a retrain with
+    the same recipe gives the same file and DVC reruns nothing downstream."""
+    torch.manual_seed(0)
+    model = create_model("hinet-tiny")
+    items = [("recipe", {"lr": 2e-4, "steps": 300}), ("data_fingerprint", "abc"), ("step", 300), ("name", "wd_s1")]
+    paths = []
+    for i in range(6):
+        order = items[i % len(items) :] + items[: i % len(items)]
+        metadata = dict(reversed(order)) if i % 2 else dict(order)
+        paths.append(save_weights(model, tmp_path / f"w{i}.safetensors", metadata=metadata))
+    data = [p.read_bytes() for p in paths]
+    assert all(d == data[0] for d in data[1:])
+    size = int.from_bytes(data[0][:8], "little")
+    header = json.loads(data[0][8 : 8 + size])
+    assert size % 8 == 0 and list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert read_metadata(paths[0])["metadata"] == dict(items)
+    rebuilt = load_model(paths[0])
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(),
+                                                 strict=True))
+
+
 @pytest.mark.parametrize("wrap", ["params", "params_ema", "raw"])
 def test_public_release_pth_loads(tmp_path, wrap):
     model = _randomised(HINet(wf=8, hin_position_left=0, hin_position_right=4))  # SIDD placement

@@ -275,5 +275,5 @@ def test_batch_plan_and_its_errors():
         plan_batch(12, 1, max_per_process=5)
     with pytest.raises(ConfigError, match="export: got 'last'"):
         ModelTrainConfig(export="last")
-    with pytest.raises(ConfigError, match="averages snapshots, but snapshot_every is 0"):
+    with pytest.raises(ConfigError, match=r"snapshot_every: got 0, must be > 0 when export is .average:3."):
         ModelTrainConfig(export="average:3")

@@ -39,7 +39,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline.config import SynthConfig
+from pipeline.config import SYNTH_PHOTOS, SynthConfig
 from pipeline.fileio import atomic_dir, write_image, write_json
 
 __all__ = [
@@ -85,16 +85,7 @@ def _photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
     }
 
 
-PHOTOS: tuple[str, ...] = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "grace_hopper",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-)
+PHOTOS: tuple[str, ...] = SYNTH_PHOTOS  # the names params may list (checked by SynthConfig)
 
 
 @cache
@@ -104,38 +95,6 @@ def _photo(name: str) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"skimage.data.{name}: expected an RGB uint8 photo, got {img.dtype} {img.shape}")
     return np.ascontiguousarray(img)
-
-
-def _check(cfg: SynthConfig) -> None:
-    for name in ("height", "width"):
-        value = getattr(cfg, name)
-        if value <= 0 or value % 16:
-            raise ValueError(f"data.synth.{name} must be a positive multiple of 16 (HINet input), got {value}")
-    if cfg.subframes < 1 or cfg.subframes % 2 == 0:
-        raise ValueError(f"data.synth.subframes must be odd (the sharp frame is the middle one), got {cfg.subframes}")
-    if cfg.frames_per_sequence < 1:
-        raise ValueError(f"data.synth.frames_per_sequence must be >= 1, got {cfg.frames_per_sequence}")
-    for name in ("train_sequences", "val_sequences", "test_sequences"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"data.synth.{name} must be >= 1, got {getattr(cfg, name)}")
-    if not 1 <= cfg.jpeg_quality <= 100:
-        raise ValueError(f"data.synth.jpeg_quality must be in 1..100, got {cfg.jpeg_quality}")
-    if cfg.gamma <= 0:
-        raise ValueError(f"data.synth.gamma must be positive, got {cfg.gamma}")
-    for split in ("val", "test"):
-        names = getattr(cfg, f"{split}_photos")
-        if not names:
-            raise ValueError(f"data.synth.{split}_photos is empty: list at least one of {list(PHOTOS)}")
-        unknown = sorted(set(names) - set(PHOTOS))
-        if unknown:
-            raise ValueError(f"data.synth.{split}_photos: unknown photo(s) {unknown}; available: {list(PHOTOS)}")
-    shared = sorted(set(cfg.val_photos) & set(cfg.test_photos))
-    if shared:
-        raise ValueError(f"data.synth: photo(s) {shared} are in both val_photos and test_photos; each split needs its "
-                         "own photos so test content is held out")
-    if not 0 < cfg.leaves_rmin < min(cfg.height, cfg.width) / 3:
-        raise ValueError(f"data.synth.leaves_rmin must be in (0, {min(cfg.height, cfg.width) / 3:g}), "
-                         f"got {cfg.leaves_rmin}")
 
 
 class _Trajectory:
@@ -280,7 +239,6 @@ def synthesize_reds(cfg: SynthConfig, out_root: str | Path, *, workers: int = 2)
     Layout: ``{train,val}/{split}_blur_jpeg/<seq>/<frame>.jpg`` and ``{split}_sharp/<seq>/<frame>.png``, plus
     ``test/test_blur_jpeg`` only, and ``manifest.json`` recording the config. Same config -> same bytes.
     """
-    _check(cfg)
     out_root = Path(out_root)
     jobs = [
         (split, seq)

@@ -3,10 +3,11 @@
 from .complexity import count_macs, count_params
 from .hinet import HINet, identity_init
 from .registry import create_model, list_models, register_model
-from .weights import infer_config, load_model, load_weights, read_metadata, save_weights
+from .weights import WeightsError, infer_config, load_model, load_weights, read_metadata, save_weights
 
 __all__ = [
     "HINet",
+    "WeightsError",
     "count_macs",
     "count_params",
     "create_model",

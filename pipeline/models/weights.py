@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 from torch import nn
 
 from pipeline.fileio import atomic_path
@@ -31,6 +32,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "LoadReport",
+    "WeightsError",
     "infer_config",
     "load_model",
     "load_state_dict",
@@ -43,6 +45,10 @@ FORMAT_NAME = "hinet-ntire-pipeline/weights"
 FORMAT_VERSION = 1
 _PARAM_KEYS = ("params", "params_ema")  # BasicSR's checkpoint keys, in the order BasicSR's loader prefers them
 _MAX_LISTED = 20
+
+
+class WeightsError(ValueError):
+    """A checkpoint file cannot be read or does not fit the model; the message names the file."""
 
 
 @dataclass
@@ -99,9 +105,24 @@ def save_weights(
         "config": json.dumps(config, sort_keys=True),
         "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    data = save_bytes(tensors, metadata=header)
+    size = int.from_bytes(data[:8], "little")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(_canonical_header(data[8 : 8 + size]))
+        f.write(memoryview(data)[8 + size :])
     return path
+
+
+def _canonical_header(header: bytes) -> bytes:
+    """A safetensors header (length prefix included) with its metadata keys sorted, so equal tensors and metadata give
+    equal files: safetensors writes the metadata in hash-map order, which changes from one save to the next. The
+    tensor entries keep their order and offsets; the JSON is padded with spaces to 8 bytes as safetensors does."""
+    parsed = json.loads(header)
+    if "__metadata__" in parsed:
+        parsed["__metadata__"] = dict(sorted(parsed["__metadata__"].items()))
+    text = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -117,17 +138,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
     if raw.get("format") != FORMAT_NAME:
         return {"format": "safetensors", "format_version": None, "variant": None, "config": None, "metadata": {}}
     version = int(raw.get("format_version", "0"))
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: weights format version {version} is newer than this code ({FORMAT_VERSION})")
+        raise WeightsError(f"{path}: weights format version {version} is newer than this code ({FORMAT_VERSION})")
     try:
         config = json.loads(raw["config"])
         user = json.loads(raw.get("metadata", "{}"))
     except (KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt weights metadata ({exc})") from exc
+        raise WeightsError(f"{path}: corrupt weights metadata ({exc})") from exc
     return {
         "format": FORMAT_NAME,
         "format_version": version,
@@ -165,25 +186,25 @@ def load_state_dict(path: str | os.PathLike, *, param_key: str | None = None) ->
         try:
             return _strip_prefix(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError) as exc:
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read as a PyTorch checkpoint with weights_only=True ({exc})") from exc
+        raise WeightsError(f"{path}: cannot read as a PyTorch checkpoint with weights_only=True ({exc})") from exc
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+        raise WeightsError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     keys = [param_key] if param_key else [k for k in _PARAM_KEYS if k in obj]
     if param_key and param_key not in obj:
-        raise ValueError(f"{path}: no {param_key!r} entry; top-level keys are {sorted(map(str, obj))[:_MAX_LISTED]}")
+        raise WeightsError(f"{path}: no {param_key!r} entry; top-level keys are {sorted(map(str, obj))[:_MAX_LISTED]}")
     if keys:
         sd = obj[keys[0]]
         if not _is_state_dict(sd):
-            raise ValueError(f"{path}: entry {keys[0]!r} is not a state dict of tensors ({type(sd).__name__})")
+            raise WeightsError(f"{path}: entry {keys[0]!r} is not a state dict of tensors ({type(sd).__name__})")
         return _strip_prefix(sd)
     if _is_state_dict(obj):
         return _strip_prefix(obj)
     found = sorted(map(str, obj))
-    raise ValueError(
+    raise WeightsError(
         f"{path}: no model weights found: expected {{'params': state_dict}}, {{'params_ema': state_dict}} or a raw "
         f"state dict, but the top-level keys are {found[:_MAX_LISTED]}" + (" ..." if len(found) > _MAX_LISTED else "")
     )
@@ -229,7 +250,7 @@ def _listing(items: list) -> str:
     return shown + (f", ... ({len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
 
 
-def _mismatch_error(path: Path, model: nn.Module, report: LoadReport, state_dict) -> ValueError:
+def _mismatch_error(path: Path, model: nn.Module, report: LoadReport, state_dict) -> WeightsError:
     parts = [f"{path}: checkpoint does not match the model"]
     if report.missing_keys:
         parts.append(f"{len(report.missing_keys)} missing keys: {_listing(report.missing_keys)}")
@@ -249,7 +270,7 @@ def _mismatch_error(path: Path, model: nn.Module, report: LoadReport, state_dict
             parts.append(
                 f"the checkpoint looks like a model with {diff} (model has { ({k: config[k] for k in diff}) })"
             )
-    return ValueError("; ".join(parts))
+    return WeightsError("; ".join(parts))
 
 
 def load_weights(
@@ -282,12 +303,17 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     path = _check_file(path)
     info = read_metadata(path)
     state_dict = load_state_dict(path)
-    config = info["config"] if info["config"] is not None else infer_config(state_dict)
+    config = info["config"]
+    if config is None:
+        try:
+            config = infer_config(state_dict)
+        except ValueError as exc:
+            raise WeightsError(f"{path}: {exc}") from None
     try:
         with torch.device("meta"):
             model = HINet(**config)
     except TypeError as exc:
-        raise ValueError(f"{path}: stored model config {config} does not fit HINet ({exc})") from exc
+        raise WeightsError(f"{path}: stored model config {config} does not fit HINet ({exc})") from exc
     report = _compare(model, state_dict)
     if not report.ok:
         raise _mismatch_error(path, model, report, state_dict)

@@ -1,0 +1,21 @@
+"""DVC stage ``check_params``: validate the whole params.yaml before any stage does work.
+
+It depends on every key of the file, so a typo or a value out of range (in any section, read by any stage or by
+none) stops ``dvc repro`` here; its output is the same for every valid file, so a valid edit reruns nothing else.
+"""
+
+from pathlib import Path
+
+from pipeline.cli import reports_user_errors
+from pipeline.config import load_params, params_check
+from pipeline.fileio import write_json
+
+
+@reports_user_errors
+def main() -> None:
+    params = load_params("params.yaml")
+    write_json(Path(params.paths.metrics) / "params_check.json", params_check(params))
+
+
+if __name__ == "__main__":
+    main()
