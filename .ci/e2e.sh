@@ -41,6 +41,13 @@ echo "== no-op rerun"
 out=$(dvc repro)
 echo "$out" | grep -q "Data and pipelines are up to date" || { echo "$out"; echo "rerun was not a no-op"; exit 1; }
 
+echo "== narrow deps: editing TTA code leaves every trained model up to date"
+echo "# touched by the CI smoke run" >> pipeline/inference.py
+status=$(dvc status)
+echo "$status" | grep -q "infer@" || { echo "$status"; echo "infer@ did not notice pipeline/inference.py"; exit 1; }
+if echo "$status" | grep -q "train@\|pretrain"; then echo "$status"; echo "a TTA code edit made training stale"; exit 1; fi
+git checkout -q pipeline/inference.py
+
 echo "== TTA experiment retrains nothing"
 dvc exp run -S tta.crops.n=4 2>&1 | tee exp.log
 if grep -q "Running stage 'train@" exp.log; then echo "a TTA experiment retrained a model"; exit 1; fi
@@ -48,6 +55,29 @@ grep -q "Running stage 'infer@" exp.log
 dvc exp show --no-pager > /dev/null
 python -m pipeline.leaderboard merge --out merged.csv
 python -c "import pandas as pd; df = pd.read_csv('merged.csv'); assert len(df) > 0; print('merged rows', len(df))"
+
+echo "== DVCLive metrics in dvc exp show"
+dvc exp show --json > exp.json
+python - <<'PY'
+import json
+text = json.dumps(json.load(open("exp.json")))
+assert "dvclive/wd_s1/metrics.json" in text and '"psnr"' in text, "DVCLive metrics missing from dvc exp show"
+print("dvc exp show has dvclive/wd_s1/metrics.json")
+PY
+
+echo "== two gloo processes under dvc (launch.processes=2): train and infer, the result validates"
+dvc exp run -S launch.processes=2 2>&1 | tee exp2.log
+grep -q "Running stage 'train@wd_s1'" exp2.log && grep -q "Running stage 'infer@wd_s1'" exp2.log
+python -m pipeline.submission check submissions/hinet_ntire_submission.zip --frames data/prepared/index/test300.csv
+python - <<'PY'
+import json
+m = json.load(open("metrics/train/wd_s1.json"))
+assert (m["processes"], m["per_process_batch"], m["global_batch"]) == (2, 1, 2), m
+assert len(set(m["rank_weight_hashes"])) == 1
+rt = json.load(open("outputs/predictions/wd_s1/plain/val300/runtime.json"))
+assert rt["device"].endswith("x2"), rt
+print("two processes: per-process batch 1, global batch 2, ranks agree; inference split over 2 processes")
+PY
 
 echo "== restore CLI on a real photo"
 python - <<'PY'

@@ -277,3 +277,29 @@ def test_batch_plan_and_its_errors():
         ModelTrainConfig(export="last")
     with pytest.raises(ConfigError, match=r"snapshot_every: got 0, must be > 0 when export is .average:3."):
         ModelTrainConfig(export="average:3")
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "other-architecture"])
+def test_bad_pretrained_base_stops_training_naming_the_file(workdir, case):
+    """A missing, corrupt or mismatching base stops train@ with one line naming the file; nothing is written."""
+    _clean(workdir)
+    base = workdir / f"base_{case}.safetensors"
+    base.unlink(missing_ok=True)
+    if case == "corrupt":
+        base.write_bytes(b"\x00garbage" * 10)
+    elif case == "other-architecture":
+        save_weights(create_model("hinet-tiny-deep"), base, variant="hinet-tiny-deep")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["models"]["tiny"].update(identity_init=False, init_from=str(base))
+    (workdir / "params_base.yaml").write_text(yaml.safe_dump(params))
+    proc = _run(workdir, "--params", "params_base.yaml")
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {base}: "), proc.stderr[-2000:]
+    expected = {"missing": "no such checkpoint file", "corrupt": "not a readable safetensors file",
+                "other-architecture": "unexpected keys"}[case]
+    assert expected in last and "Traceback" not in proc.stderr
+    if case == "other-architecture":
+        assert "extra_blocks" in last  # names the architectural difference
+    for out in ("models/tiny.safetensors", "metrics/train/tiny.json", "runs/tiny", "dvclive/tiny"):
+        assert not (workdir / out).exists(), out
