@@ -344,12 +344,14 @@ class PackageConfig:
     SECTION: ClassVar[str] = "package"
 
     name: str = "hinet_ntire_submission"
+    split: str = "test300"  # test300: the test phase; val300: the development phase (scored on validation frames)
     extra_data: bool = False
     description: str = ""
 
     def __post_init__(self):
         plain = bool(self.name) and not self.name.startswith(".") and not any(c in self.name for c in "/\\")
         _require(plain, self.SECTION, "name", self.name, "a plain file name (the zip is submissions/<name>.zip)")
+        _require_choice(self, "split", ("test300", "val300"))
 
 
 @dataclass(frozen=True)

@@ -325,18 +325,22 @@ def describe_run(params, weights: dict[str, float] | None = None) -> str:
 
 
 def build_submission(params) -> Path:
-    """The ``package`` stage: zip the ensemble's 8-bit test predictions with the NTIRE readme, then validate the zip.
+    """The ``package`` stage: zip the ensemble's 8-bit predictions of ``package.split`` (``test300`` for the test
+    phase, ``val300`` for the development phase) with the NTIRE readme, then validate the zip.
 
     The runtime is the ensemble's measured seconds per frame (the sum over members, TTA included); the CPU/GPU flag
     comes from the device that produced the predictions. A zip that fails validation is removed and an error raised.
     """
     import json
 
-    paths = params.paths
-    test_dir = Path(paths.ensemble) / "test300"
-    runtime = json.loads((test_dir / "runtime.json").read_text())
-    index_csv = Path(paths.data) / "index" / "test300.csv"
+    paths, split = params.paths, params.package.split
+    index_csv = Path(paths.data) / "index" / f"{split}.csv"
     names = pd.read_csv(index_csv, dtype=str)["name"].tolist()
+    if not names:
+        raise ValueError(f"{index_csv}: package.split is {split!r} but the data set has no such frames (no test/ "
+                         "folder yet: the development phase); set package.split: val300 to package the val-300 frames")
+    test_dir = Path(paths.ensemble) / split
+    runtime = json.loads((test_dir / "runtime.json").read_text())
     zip_path = Path(paths.submissions) / f"{params.package.name}.zip"
     package(
         test_dir / "png8",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
+from pipeline.data.reds import has_frames
 from pipeline.ensemble import run_ensemble
 
 
@@ -15,7 +16,8 @@ def main() -> None:
     unknown = sorted(set(members) - set(params.models))
     if unknown:
         raise SystemExit(f"ensemble.members {unknown} are not models in params.yaml (models: {sorted(params.models)})")
-    splits = ["val300", "test300"]
+    index = Path(paths.data) / "index"
+    splits = ["val300"] + (["test300"] if has_frames(index / "test300.csv") else [])  # no test split in the dev phase
     run_ensemble(
         {m: {s: Path(paths.predictions) / m / params.tta.submit / s for s in splits} for m in members},
         splits,

@@ -200,6 +200,6 @@ def test_pretrain_stage_paths_match_params_and_it_is_frozen():
     ]  # fmt: skip
     outs = [next(iter(o)) for o in stage["outs"] + stage["metrics"] + stage["plots"]]
     assert outs == [f"{paths.pretrained}/base.safetensors", f"{paths.pretrained}/base.json",
-                    f"{paths.pretrained}/base_curve.csv", f"{paths.pretrained}/base_curve.png"]
+                    f"{paths.pretrained}/base_curve.png"]
     # Every member fine-tuned from the base depends on its weights.
     assert "${paths.pretrained}/base.safetensors" in dvc["stages"]["train"]["do"]["deps"]

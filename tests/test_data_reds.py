@@ -220,3 +220,22 @@ def test_moving_the_data_set_changes_only_the_root_record(reds: Path, tmp_path: 
     assert "train/train_blur_jpeg/000/00000000.jpg" in train and str(reds) not in train
     table = read_index(tmp_path / "b" / "data" / "index" / "train.csv")
     assert table["blur_path"][0] == str(moved / "train/train_blur_jpeg/000/00000000.jpg")
+
+
+def test_development_phase_without_test_folder(reds: Path, tmp_path: Path, caplog):
+    """No test/ yet (the development phase): a note, train/val indexed, an empty test-300; a broken test/ still fails."""
+    import shutil
+
+    from pipeline.data.reds import has_frames
+
+    dev = shutil.copytree(reds, tmp_path / "dev")
+    shutil.rmtree(dev / "test")
+    with caplog.at_level("WARNING"):
+        tables = index_reds(dev, workers=1)
+    assert "no test/ folder yet (development phase)" in caplog.text
+    assert len(tables["train"]) == 3 and len(tables["val300"]) == 1 and tables["test300"].empty
+    tables["test300"].to_csv(tmp_path / "test300.csv", index=False)
+    assert not has_frames(tmp_path / "test300.csv")
+    (dev / "test").mkdir()  # present but without test_blur_jpeg: an error naming the folder
+    with pytest.raises(DatasetError, match="test_blur_jpeg: missing split folder"):
+        index_reds(dev, workers=1)

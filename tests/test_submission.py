@@ -266,3 +266,51 @@ def test_describe_run_names_members_tta_and_the_weights_used():
     assert describe_run(equal, {"wd_s1": 1 / 3, "wd_s2": 1 / 3, "wd_s3": 1 / 3}).endswith(
         "Ensemble weights: wd_s1=0.333, wd_s2=0.333, wd_s3=0.333 (equal)."
     )
+
+
+def _phase_tree(tmp_path: Path, split: str, n: int):
+    """An ensemble output and index for ``split`` with ``n`` frames (8-bit PNGs, runtime.json)."""
+    import json
+
+    from pipeline.config import PackageConfig, Params, PathsConfig
+
+    paths = PathsConfig(data=str(tmp_path / "data"), ensemble=str(tmp_path / "ens"),
+                        submissions=str(tmp_path / "sub"))
+    names = [f"{s:03d}_00000009" for s in range(n)]
+    (tmp_path / "data/index").mkdir(parents=True)
+    pd.DataFrame({"name": names, "height": 16, "width": 32}).to_csv(tmp_path / f"data/index/{split}.csv", index=False)
+    other = "test300" if split == "val300" else "val300"
+    pd.DataFrame(columns=["name", "height", "width"]).to_csv(tmp_path / f"data/index/{other}.csv", index=False)
+    png8 = tmp_path / "ens" / split / "png8"
+    png8.mkdir(parents=True)
+    for name in names:
+        cv2.imwrite(str(png8 / f"{name}.png"), np.full((16, 32, 3), 100, np.uint8))
+    (tmp_path / "ens" / split / "runtime.json").write_text(json.dumps({"seconds_per_frame": 0.5, "device": "cuda:0"}))
+    return lambda s: Params(paths=paths, package=PackageConfig(split=s))
+
+
+def test_build_submission_development_phase_packages_val300(tmp_path):
+    """Before test inputs exist, package.split: val300 packages the val-300 frames; test300 says what to do."""
+    from pipeline.submission import build_submission
+
+    params = _phase_tree(tmp_path, "val300", 3)
+    zip_path = build_submission(params("val300"))
+    with zipfile.ZipFile(zip_path) as z:
+        assert sorted(z.namelist()) == ["000_00000009.png", "001_00000009.png", "002_00000009.png", "readme.txt"]
+        readme = z.read("readme.txt").decode()
+    assert "runtime per image [s] : 0.5" in readme and "CPU[1] / GPU[0] : 0" in readme  # predicted on a GPU
+    zip_path.unlink()
+    with pytest.raises(ValueError, match=r"package.split is 'test300' but the data set has no such frames .*val300"):
+        build_submission(params("test300"))
+    assert not zip_path.exists()
+
+
+def test_build_submission_removes_a_zip_that_fails_validation(tmp_path):
+    from pipeline.submission import build_submission
+
+    params = _phase_tree(tmp_path, "test300", 2)
+    idx = tmp_path / "data/index/test300.csv"
+    pd.DataFrame({"name": ["000_00000009", "001_00000009"], "height": 16, "width": 48}).to_csv(idx, index=False)
+    with pytest.raises(ValueError, match="failed validation"):
+        build_submission(params("test300"))
+    assert not (tmp_path / "sub" / "hinet_ntire_submission.zip").exists()
