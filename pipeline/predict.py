@@ -8,8 +8,10 @@ share into it, and rank 0 writes ``runtime.json`` and renames it into place once
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 from pipeline.config import CropsConfig
 from pipeline.data.reds import has_frames, resolve_paths
 from pipeline.device import describe_device, model_device, precision_name, resolve_precision
-from pipeline.fileio import atomic_dir, read_image, write_image, write_image16, write_json
+from pipeline.fileio import atomic_dir, read_image, read_image16, write_image, write_image16, write_json
 from pipeline.inference import MODE_PARTS, restore_ladder
 
 __all__ = ["RUNTIME_KEYS", "predict_index", "predict_ladder", "read_index", "run_inference", "to_uint8"]
@@ -110,6 +112,7 @@ def predict_ladder(
     crops: CropsConfig | None = None,
     accelerator=None,
     progress: bool = True,
+    scratch: str | os.PathLike | None = None,
 ) -> dict[str, dict]:
     """Restore every frame of ``index_csv`` under each TTA mode of ``out_dirs`` ({mode: folder}) in one pass.
 
@@ -117,6 +120,11 @@ def predict_ladder(
     mode's result is written to its own folder, replaced whole and atomically. ``seconds_per_frame`` of a mode is the
     model time of the parts that mode needs (what it would cost alone; no file I/O), averaged over all frames of all
     processes, the first (warm-up) frame included. Returns ``{mode: runtime}`` (also each folder's runtime.json).
+
+    With ``scratch`` (a folder outside DVC's outputs, keyed by the caller to the weights and settings), every finished
+    frame is kept there as it completes (each file atomic; a frame counts as done when its ``times/<name>.json`` is
+    written last): a rerun after a crash or ``kill -9`` restores only the frames that are missing or unreadable, then
+    publishes all of them. The result is byte-identical to an uninterrupted run.
     """
     if not out_dirs:
         raise ValueError("predict_ladder: no TTA mode asked for")
@@ -134,20 +142,37 @@ def predict_ladder(
             (tmp / "png16").mkdir(exist_ok=True)
             (tmp / "png8").mkdir(exist_ok=True)
         part_seconds: dict[str, float] = {}
-        frames = 0
+        frames = restored = 0
+        keep = Path(scratch) if scratch is not None else None
         with _share(rows, accelerator) as mine:
             desc = f"predict {'/'.join(modes)}"
             bar = tqdm(mine, desc=desc, unit="frame", disable=None if progress and is_main else True)
             for name, blur_path in bar:
-                img = read_image(blur_path)
-                outs = restore_ladder(
-                    model, img, modes=modes, tile=tile, overlap=overlap, crops=crops, batch=batch,
-                    precision=precision, seconds=part_seconds,
-                )
                 frames += 1
-                for mode, out in outs.items():
-                    write_image16(tmps[mode] / "png16" / f"{name}.png", out)
-                    write_image(tmps[mode] / "png8" / f"{name}.png", to_uint8(out))
+                done = _scratch_frame(keep, name, modes) if keep is not None else None
+                if done is None:
+                    img = read_image(blur_path)
+                    seconds: dict[str, float] = {}
+                    outs = restore_ladder(
+                        model, img, modes=modes, tile=tile, overlap=overlap, crops=crops, batch=batch,
+                        precision=precision, seconds=seconds,
+                    )
+                    restored += 1
+                    root = {mode: (keep / mode if keep is not None else tmps[mode]) for mode in modes}
+                    for mode, out in outs.items():
+                        write_image16(root[mode] / "png16" / f"{name}.png", out)
+                        write_image(root[mode] / "png8" / f"{name}.png", to_uint8(out))
+                    if keep is not None:
+                        write_json(keep / "times" / f"{name}.json", seconds)  # last: marks the frame complete
+                    done = seconds
+                for part, sec in done.items():
+                    part_seconds[part] = part_seconds.get(part, 0.0) + sec
+                if keep is not None:
+                    for mode in modes:
+                        for kind in ("png16", "png8"):
+                            _link(keep / mode / kind / f"{name}.png", tmps[mode] / kind / f"{name}.png")
+        if keep is not None and frames:
+            print(f"predict: restored {restored} frame(s), reused {frames - restored} from {keep}", flush=True)
         if accelerator is not None and accelerator.num_processes > 1:
             from accelerate.utils import gather_object
 
@@ -170,6 +195,29 @@ def predict_ladder(
     return runtimes
 
 
+def _scratch_frame(keep: Path, name: str, modes: Sequence[str]) -> dict[str, float] | None:
+    """The part timings of a frame finished in an earlier run, or None when any of its files is missing or unreadable
+    (then it is restored again and its files replaced)."""
+    times = keep / "times" / f"{name}.json"
+    if not times.is_file():
+        return None
+    try:
+        for mode in modes:
+            read_image16(keep / mode / "png16" / f"{name}.png")
+            read_image(keep / mode / "png8" / f"{name}.png")
+        return {str(k): float(v) for k, v in json.loads(times.read_text()).items()}
+    except (ValueError, OSError):  # ImageReadError is a ValueError: a truncated or missing file is redone
+        return None
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Publish a scratch file into the staging folder: a hard link where possible, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] as 8-bit: ``round(x * 255)``, what is scored and submitted."""
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -185,11 +233,28 @@ def _share(rows: list, accelerator) -> Iterator[list]:
             yield list(mine)
 
 
+def _scratch_root(parent: Path, weights: Path, tta, accelerator) -> Path:
+    """``parent/<key>``, key = hash of the weights file and the TTA settings; other keys (stale frames) are removed."""
+    import dataclasses
+    import hashlib
+
+    blob = hashlib.sha256(weights.read_bytes()).hexdigest() + json.dumps(dataclasses.asdict(tta), sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    if accelerator.is_main_process and parent.is_dir():
+        for old in parent.iterdir():
+            if old.name != key:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return parent / key
+
+
 def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[str, dict]:
     """The ``infer@<model>`` stage: val-300 under every TTA mode of ``tta.ladder``, test frames under ``tta.submit``.
 
     Writes ``paths.predictions/<model>/<mode>/<split>/`` and returns ``{"<mode>/<split>": runtime}``. Frames are split
-    across processes when launched with ``accelerate launch``.
+    across processes when launched with ``accelerate launch``. Finished frames are kept in
+    ``paths.runs/infer/<model>/<key>/`` (``key``: a hash of the weights and the TTA settings; older keys are removed),
+    so a rerun after an interruption restores only the missing frames.
     """
     from accelerate import Accelerator
 
@@ -202,6 +267,8 @@ def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[s
     model = prepare_model(load_model(Path(paths.models) / f"{model_name}.safetensors"), accelerator.device)
     index = Path(paths.data) / "index"
     root = Path(paths.predictions) / model_name
+    scratch = _scratch_root(Path(paths.runs) / "infer" / model_name, Path(paths.models) / f"{model_name}.safetensors",
+                            tta, accelerator)
     jobs = {"val300": tta.ladder, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
     if not has_frames(index / "test300.csv"):  # the development phase: no test frames yet
         del jobs["test300"]
@@ -218,6 +285,7 @@ def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[s
             crops=tta.crops,
             accelerator=accelerator,
             progress=accelerator.is_main_process,
+            scratch=scratch / split,
         )
         runtimes.update({f"{mode}/{split}": runtime for mode, runtime in done.items()})
     return runtimes

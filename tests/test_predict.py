@@ -95,3 +95,48 @@ def test_bad_index_is_reported(tmp_path, model):
     with pytest.raises(ValueError, match="duplicate"):
         predict_index(model, csv, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def _tree_bytes(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+def test_interrupted_inference_resumes_only_missing_frames_and_ends_identical(tmp_path, model, monkeypatch, capsys):
+    """A run that dies at frame 2 of 3 publishes nothing; the rerun restores only the missing frame (one truncated in
+    the scratch folder is redone, never published) and ends byte-identical to an uninterrupted run."""
+    import pipeline.predict as predict
+
+    names = [f"{s:03d}_00000009" for s in range(4)]
+    csv = make_index(tmp_path, names=names)
+    settings = dict(tile=32, overlap=8, batch=8, precision="fp32", crops=CropsConfig(n=3, size=16), progress=False)
+    modes = ("plain", "x8+crops")
+    clean = predict.predict_ladder(model, csv, {m: tmp_path / "clean" / m for m in modes}, **settings)
+
+    calls = []
+    real = predict.restore_ladder
+
+    def dies_on_third(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(predict, "restore_ladder", dies_on_third)
+    out = {m: tmp_path / "out" / m for m in modes}
+    with pytest.raises(KeyboardInterrupt):
+        predict.predict_ladder(model, csv, out, scratch=tmp_path / "scratch", **settings)
+    assert not any(p.exists() for p in out.values())  # nothing published
+    assert sorted(p.stem for p in (tmp_path / "scratch/times").iterdir()) == names[:2]
+    # A frame whose file got cut (disk full, a copy gone wrong) is detected and redone.
+    victim = tmp_path / "scratch/x8+crops/png16" / f"{names[0]}.png"
+    victim.write_bytes(victim.read_bytes()[:40])
+
+    calls.clear()
+    monkeypatch.setattr(predict, "restore_ladder", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    capsys.readouterr()
+    again = predict.predict_ladder(model, csv, out, scratch=tmp_path / "scratch", **settings)
+    assert len(calls) == 3  # names[0] (truncated), names[2], names[3]; names[1] reused
+    assert "restored 3 frame(s), reused 1" in capsys.readouterr().out
+    for m in modes:
+        assert _tree_bytes(out[m]) == _tree_bytes(tmp_path / "clean" / m)
+        assert again[m]["frames"] == clean[m]["frames"] == 4
