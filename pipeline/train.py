@@ -133,7 +133,8 @@ class BatchPlanError(ValueError):
 
 
 def plan_batch(global_batch: int, processes: int, max_per_process: int = 0) -> BatchPlan:
-    """Split ``global_batch`` over ``processes``, accumulating gradients when a process may hold fewer samples."""
+    """Split ``global_batch`` over ``processes``, accumulating gradients when a process may hold fewer samples
+    (``max_per_process``; the smallest accumulation that gives equal micro-batches within the cap)."""
     if global_batch < 1 or processes < 1:
         raise BatchPlanError(f"global_batch {global_batch} and processes {processes} must both be >= 1")
     if global_batch % processes:
@@ -143,11 +144,8 @@ def plan_batch(global_batch: int, processes: int, max_per_process: int = 0) -> B
         )
     share = global_batch // processes
     accumulation = 1 if max_per_process <= 0 else -(-share // max_per_process)
-    if share % accumulation:
-        raise BatchPlanError(
-            f"{share} samples per process cannot be split into equal micro-batches of at most {max_per_process} "
-            f"(max_batch_per_process): choose a cap that divides {share}"
-        )
+    while share % accumulation:  # equal micro-batches: the smallest accumulation that divides the share
+        accumulation += 1
     return BatchPlan(processes, share // accumulation, accumulation, global_batch)
 
 

@@ -55,8 +55,8 @@ def test_bad_params_stop_dvc_repro_and_a_valid_edit_reruns_nothing_downstream(tm
     assert first.returncode == 0, first.stdout + first.stderr
     check_file = repo / "metrics" / "params_check.json"
     record = check_file.read_bytes()
-    assert json.loads(record) == {"ok": True, "sections": ["paths", "data", "pretrain", "models", "tta", "ensemble",
-                                                           "package"]}
+    assert json.loads(record) == {"ok": True, "sections": ["paths", "launch", "data", "pretrain", "models", "tta",
+                                                           "ensemble", "package"]}
     assert (repo / "prepare_runs.log").read_text() == "run\n"
 
     _edit(repo, lambda raw: raw["tta"]["crops"].update(n=4))  # valid: the check reruns, prepare does not

@@ -69,7 +69,7 @@ def _params_with(tmp_path: Path, **changes) -> Path:
         ({"foo": 1}, "unknown key(s) ['foo']; known: ['data', 'ensemble', 'launch', 'models', 'package', 'paths', "
                      "'pretrain', 'tta']"),
         ({"tta__tile": 0}, "tta.tile: got 0, must be >= 1"),
-        ({"tta__overlap": 256}, "tta.overlap: got 256, must be in [0, tta.tile=256)"),
+        ({"tta__tile": 256, "tta__overlap": 256}, "tta.overlap: got 256, must be in [0, tta.tile=256)"),
         ({"tta__crops__n": 0},
          "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'x8', 'x8+crops'])"),
         ({"tta__crops__n": 0, "tta__ladder": ["plain", "crops"], "tta__submit": "crops"},

@@ -271,8 +271,8 @@ def test_batch_plan_and_its_errors():
     assert plan_batch(8, 1) == BatchPlan(1, 8, 1, 8)
     with pytest.raises(BatchPlanError, match=r"global_batch 64 is not divisible by 3 processes \(launch.processes\)"):
         plan_batch(64, 3)
-    with pytest.raises(BatchPlanError, match="cannot be split into equal micro-batches of at most 5"):
-        plan_batch(12, 1, max_per_process=5)
+    assert plan_batch(12, 1, max_per_process=5) == BatchPlan(1, 4, 3, 12)
+    assert plan_batch(14, 1, max_per_process=5) == BatchPlan(1, 2, 7, 14)  # equal micro-batches within the cap
     with pytest.raises(ConfigError, match="export: got 'last'"):
         ModelTrainConfig(export="last")
     with pytest.raises(ConfigError, match=r"snapshot_every: got 0, must be > 0 when export is .average:3."):
