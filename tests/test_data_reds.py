@@ -223,7 +223,7 @@ def test_moving_the_data_set_changes_only_the_root_record(reds: Path, tmp_path: 
 
 
 def test_development_phase_without_test_folder(reds: Path, tmp_path: Path, caplog):
-    """No test/ yet (the development phase): a note, train/val indexed, an empty test-300; a broken test/ still fails."""
+    """No test/ yet (the development phase): a note, train/val indexed, empty test-300; a broken test/ still fails."""
     import shutil
 
     from pipeline.data.reds import has_frames

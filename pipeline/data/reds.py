@@ -63,7 +63,7 @@ def is_val300_frame(frame: str | int) -> bool:
 
 def select_val300(table: pd.DataFrame) -> pd.DataFrame:
     """Rows of an index table whose frame follows the val-300 rule (also used for the test-300 submission frames)."""
-    keep = table["frame"].map(is_val300_frame).astype(bool)  # bool even when empty (an empty object mask selects columns)
+    keep = table["frame"].map(is_val300_frame).astype(bool)  # bool even when empty (an object mask selects columns)
     return table.loc[keep].reset_index(drop=True)
 
 
