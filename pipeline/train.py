@@ -60,6 +60,7 @@ __all__ = [
     "export_weights",
     "mixed_precision_for",
     "plan_batch",
+    "run_fingerprint",
     "read_live_curve",
     "train_model",
 ]
@@ -215,6 +216,25 @@ _CONTINUABLE = ("steps", "val_every", "save_every", "keep_checkpoints", "snapsho
                 "num_workers")
 
 
+# The code a training run executes: a checkpoint made by other code is not resumed (a DVC rerun after a code edit
+# retrains instead of re-exporting the old state).
+_TRAINING_CODE = ("train.py", "losses.py", "metrics.py", "tiling.py", "device.py", "data/dataset.py", "data/patches.py",
+                  "models/hinet.py", "models/registry.py", "models/weights.py")
+
+
+def run_fingerprint(cfg: ModelTrainConfig, data_dir: str | Path, processes: int) -> str:
+    """What a checkpoint must share to be resumed: the recipe (:func:`config_fingerprint`), the training data, the
+    training code and the process count. A crash resumes; raising ``steps`` continues; anything else starts afresh."""
+    h = hashlib.sha256()
+    h.update(config_fingerprint(cfg).encode())
+    h.update(data_fingerprint(data_dir).encode())
+    h.update(str(processes).encode())
+    package = Path(__file__).resolve().parent
+    for rel in _TRAINING_CODE:
+        h.update((package / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def config_fingerprint(cfg: ModelTrainConfig) -> str:
     """Hash of the training recipe; a checkpoint is only resumed by a run with the same recipe (``_CONTINUABLE``
     fields aside, so a finished run can be continued for more steps)."""
@@ -252,7 +272,8 @@ def _checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
 
 
 def _save_checkpoint(
-    accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int, wall_s: float, best: dict
+    accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int, wall_s: float, best: dict,
+    recipe: str = "",
 ) -> None:
     """``save_state`` into a temporary folder, then rename it into place, so a kill never leaves a half checkpoint."""
     final = ckpt_root / f"step_{step:08d}"
@@ -263,7 +284,7 @@ def _save_checkpoint(
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"step": step, "fingerprint": fingerprint, "wall_s": round(wall_s, 1), "best": best}
+        state = {"step": step, "fingerprint": fingerprint, "recipe": recipe, "wall_s": round(wall_s, 1), "best": best}
         (tmp / "trainer_state.json").write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -433,7 +454,8 @@ def _setup(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutpu
         ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, device=accelerator.device)
         accelerator.register_for_checkpointing(ema)
     val_frames = ValFrames.from_prepared(data_dir)
-    return _Run(name, cfg, out, accelerator, model, optimizer, scheduler, loader, ema, batch, config_fingerprint(cfg),
+    fingerprint = run_fingerprint(cfg, data_dir, batch.processes)
+    return _Run(name, cfg, out, accelerator, model, optimizer, scheduler, loader, ema, batch, fingerprint,
                 val_frames, val_frames.input_scores(), n_params, macs_256, data_dir)
 
 
@@ -449,8 +471,10 @@ def _resume(run: _Run) -> tuple[int, float, dict]:
         if acc.is_main_process:
             _truncate_live(run.out.live_dir, start_step)
         acc.print(f"[{run.name}] resuming from {resume_dir} at step {start_step}/{run.cfg.steps}")
-    elif acc.is_main_process and _checkpoints(ckpt_root):
-        acc.print(f"[{run.name}] checkpoints in {ckpt_root} were made by another recipe; starting from step 0")
+    elif acc.is_main_process:  # a fresh start: nothing of an older run (checkpoints, snapshots, live curves) stays
+        if _checkpoints(ckpt_root):
+            acc.print(f"[{run.name}] checkpoints in {ckpt_root} were made by another recipe, code, data or process "
+                      "count; starting from step 0")
         shutil.rmtree(ckpt_root, ignore_errors=True)
         shutil.rmtree(run.out.snapshots, ignore_errors=True)
         shutil.rmtree(run.out.live_dir, ignore_errors=True)
@@ -462,7 +486,7 @@ def _snapshot(run: _Run, net: torch.nn.Module, path: Path, step: int) -> None:
     """Save a copy of the evaluated (EMA) weights as a safetensors snapshot (main process only)."""
     if run.accelerator.is_main_process:
         save_weights(net.float(), path, variant=run.cfg.variant,
-                     metadata={"model": run.name, "step": str(step), "recipe": run.fingerprint})
+                     metadata={"model": run.name, "step": str(step), "recipe": config_fingerprint(run.cfg)})
 
 
 def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dict) -> tuple[int, float, dict]:
@@ -528,7 +552,7 @@ def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dic
             _snapshot(run, net, out.snapshots / f"step_{step:08d}.safetensors", step)
         if cfg.save_every and step % cfg.save_every == 0 and step < stop_at:
             _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints,
-                             prior_wall + time.perf_counter() - t0, best)
+                             prior_wall + time.perf_counter() - t0, best, config_fingerprint(cfg))
     bar.close()
     return step, time.perf_counter() - t0, best
 
@@ -564,7 +588,8 @@ def _finalize(run: _Run, step: int, start_step: int, wall: float, prior_wall: fl
     """Export the member, write its metrics and curve; keep the training state so the run can be continued."""
     acc, cfg, out = run.accelerator, run.cfg, run.out
     # The finished state is kept (as a checkpoint), so `steps` can be raised and the run continued.
-    _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints, prior_wall + wall, best)
+    _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints, prior_wall + wall, best,
+                     config_fingerprint(cfg))
     final_net = _unwrap_for_eval(acc, run.model, run.ema)
     hashes = acc.gather_for_metrics([_weights_hash(final_net)], use_gather_object=True)
     curve = read_live_curve(out.live_dir) if acc.is_main_process else pd.DataFrame(columns=["step"])
@@ -617,7 +642,7 @@ def _finalize(run: _Run, step: int, start_step: int, wall: float, prior_wall: fl
             ]
         save_weights(exported.float(), out.weights, variant=cfg.variant,
                      metadata={"model": run.name, "steps": str(step), "seed": str(cfg.seed),
-                               "recipe": run.fingerprint, "export": how})
+                               "recipe": config_fingerprint(cfg), "export": how})
         _plot_curve(curve, out.curve_png, f"{run.name}: {cfg.variant} (wf {metrics['width']}, "
                                           f"+{metrics['extra_blocks']} blocks), {run.n_params / 1e6:.2f}M params",
                     inp["psnr"])
@@ -655,7 +680,7 @@ def train_model(
     step, wall, best = _loop(run, start_step, stop_at, prior_wall, best)
     if step < cfg.steps:  # stopped early on purpose (max_steps_this_run): leave a checkpoint, write nothing final
         _save_checkpoint(run.accelerator, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints,
-                         prior_wall + wall, best)
+                         prior_wall + wall, best, config_fingerprint(cfg))
         run.accelerator.end_training()
         return {"step": step, "finished": False}
     metrics = _finalize(run, step, start_step, wall, prior_wall, best, provenance)

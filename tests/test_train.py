@@ -22,7 +22,7 @@ import yaml
 from pipeline.config import DataConfig, ModelTrainConfig, PathsConfig, SynthConfig
 from pipeline.data.prepare import prepare
 from pipeline.models import create_model, load_model, save_weights
-from pipeline.train import NonFiniteLossError, config_fingerprint, read_live_curve, train_model
+from pipeline.train import NonFiniteLossError, config_fingerprint, read_live_curve, run_fingerprint, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "stages" / "train.py"
@@ -146,9 +146,10 @@ def test_stop_early_keeps_checkpoint_and_other_recipe_starts_fresh(workdir):
     ckpts = sorted(p.name for p in (workdir / "runs" / "tiny" / "checkpoints").iterdir())
     assert ckpts == ["step_00000003", "step_00000004"]  # keep_checkpoints = 2
     state = json.loads((workdir / "runs" / "tiny" / "checkpoints" / "step_00000004" / "trainer_state.json").read_text())
-    assert set(state) == {"step", "fingerprint", "wall_s", "best"} and state["wall_s"] > 0  # carried over resumes
-    recipe = config_fingerprint(ModelTrainConfig(**_tuple_fields(TINY_MODEL)))
-    assert (state["step"], state["fingerprint"]) == (4, recipe)
+    assert set(state) == {"step", "fingerprint", "recipe", "wall_s", "best"} and state["wall_s"] > 0
+    cfg = ModelTrainConfig(**_tuple_fields(TINY_MODEL))
+    assert (state["step"], state["recipe"]) == (4, config_fingerprint(cfg))
+    assert state["fingerprint"] == run_fingerprint(cfg, workdir / "data", 1)  # recipe + data + code + processes
 
     other = workdir / "params_other.yaml"
     params = yaml.safe_load((workdir / "params.yaml").read_text())
@@ -158,7 +159,7 @@ def test_stop_early_keeps_checkpoint_and_other_recipe_starts_fresh(workdir):
                           cwd=workdir, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "made by another recipe" in proc.stdout + proc.stderr
+    assert "made by another recipe, code, data or process count" in proc.stdout + proc.stderr
     assert _metrics(workdir)["resumed_from_step"] == 0
 
 
