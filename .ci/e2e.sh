@@ -66,6 +66,7 @@ print("dvc exp show has dvclive/wd_s1/metrics.json")
 PY
 
 echo "== two gloo processes under dvc (launch.processes=2): train and infer, the result validates"
+cp submissions/leaderboard.csv leaderboard_1p.csv
 dvc exp run -S launch.processes=2 2>&1 | tee exp2.log
 grep -q "Running stage 'train@wd_s1'" exp2.log && grep -q "Running stage 'infer@wd_s1'" exp2.log
 python -m pipeline.submission check submissions/hinet_ntire_submission.zip --frames data/prepared/index/test300.csv
@@ -77,6 +78,13 @@ assert len(set(m["rank_weight_hashes"])) == 1
 rt = json.load(open("outputs/predictions/wd_s1/plain/val300/runtime.json"))
 assert rt["device"].endswith("x2"), rt
 print("two processes: per-process batch 1, global batch 2, ranks agree; inference split over 2 processes")
+import pandas as pd
+one = pd.read_csv("leaderboard_1p.csv").set_index("entry")["psnr"]
+two = pd.read_csv("submissions/leaderboard.csv").set_index("entry")["psnr"]
+assert set(one.index) == set(two.index), sorted(set(one.index) ^ set(two.index))
+diff = (two - one.reindex(two.index)).abs()
+print(f"1 vs 2 processes, same global batch: largest leaderboard PSNR difference {diff.max():.4f} dB")
+assert diff.max() < 0.05, diff.sort_values()
 PY
 
 echo "== restore CLI on a real photo"

@@ -71,7 +71,10 @@ class UNetConvBlock(nn.Module):
         out = self.conv_1(x)
         if self.use_hin:
             first, second = torch.chunk(out, 2, dim=1)
-            out = torch.cat([self.norm(first), second], dim=1)
+            # Normalise in fp32 even under bf16 autocast: on a flat patch the variance is ~0 and bf16 rounding noise
+            # (0.4%) would be amplified up to 1/sqrt(eps) ~ 300x (seen as loss spikes training on dead leaves).
+            normed = self.norm(first.float()).to(first.dtype)
+            out = torch.cat([normed, second], dim=1)
         out = F.leaky_relu(out, self.relu_slope)
         out = F.leaky_relu(self.conv_2(out), self.relu_slope)
         out = out + self.identity(x)
