@@ -297,6 +297,7 @@ class TTAConfig:
 
     tile: int = 256
     overlap: int = 32
+    tiling: str = "blended"  # blended (raised-cosine, >= overlap px) | hinet (the public grid + count-map average)
     batch: int = 8
     precision: str = "auto"  # auto (bf16 on CPU/CUDA) | bf16 | fp32
     ladder: tuple[str, ...] = ("plain", "x8", "x8+crops")
@@ -312,6 +313,7 @@ class TTAConfig:
         _require_counts(self, 1, "tile", "batch")
         _require(0 <= self.overlap < self.tile, at, "overlap", self.overlap, f"in [0, tta.tile={self.tile})")
         _require_choice(self, "precision", ("auto", "bf16", "fp16", "fp32"))
+        _require_choice(self, "tiling", ("blended", "hinet"))
         uses_crops = any(mode in CROP_MODES for mode in self.ladder)
         _require(not uses_crops or self.crops.n >= 1, at, "crops.n", self.crops.n,
                  f">= 1 when a crop mode is used (tta.ladder {list(self.ladder)})")

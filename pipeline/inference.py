@@ -105,6 +105,7 @@ def plan_parts(
     overlap: int,
     modes: Sequence[str],
     crops: CropsConfig | None = None,
+    tiling: str = "blended",
 ) -> dict[str, list[Patch]]:
     """The parts ``modes`` need, in ``PARTS`` order: each TTA mode is a union of parts (``MODE_PARTS``), so a ladder
     of modes runs each part's forwards once."""
@@ -114,9 +115,9 @@ def plan_parts(
     needed = {part for mode in modes for part in MODE_PARTS[mode]}
     parts: dict[str, list[Patch]] = {}
     if "tiles" in needed:
-        parts["tiles"] = tile_patches(height, width, tile, overlap, (0,))
+        parts["tiles"] = tile_patches(height, width, tile, overlap, (0,), tiling=tiling)
     if "tiles_x7" in needed:
-        parts["tiles_x7"] = tile_patches(height, width, tile, overlap, TRANSFORM_SETS["all8"][1:])
+        parts["tiles_x7"] = tile_patches(height, width, tile, overlap, TRANSFORM_SETS["all8"][1:], tiling=tiling)
     if "crops" in needed:
         parts["crops"] = random_crops(height, width, crops if crops is not None else CropsConfig())
     return parts
@@ -158,6 +159,7 @@ def restore(
     device: str | torch.device | None = None,
     progress: bool = False,
     clamp: bool = True,
+    tiling: str = "blended",
 ):
     """Restore a full image of any size with tiling and the ``tta`` mode (plain | x8 | crops | x8+crops).
 
@@ -169,7 +171,7 @@ def restore(
     """
     return restore_ladder(
         model, image, modes=(tta,), tile=tile, overlap=overlap, crops=crops, batch=batch, precision=precision,
-        device=device, progress=progress, clamp=clamp,
+        device=device, progress=progress, clamp=clamp, tiling=tiling,
     )[tta]
 
 
@@ -187,6 +189,7 @@ def restore_ladder(
     progress: bool = False,
     clamp: bool = True,
     seconds: dict[str, float] | None = None,
+    tiling: str = "blended",
 ) -> dict:
     """Restore ``image`` under every TTA mode of ``modes`` from one set of forwards: ``{mode: result}``.
 
@@ -194,7 +197,11 @@ def restore_ladder(
     is then (sum of its parts) / (weight of its parts), bit-identical to :func:`restore` with that mode alone. A ladder
     of plain, x8 and x8+crops thus costs the forwards of x8+crops. Arguments and result format as :func:`restore`;
     ``seconds`` receives the model time per part (a mode's own cost is the sum over its parts, ``MODE_PARTS``).
+    ``tiling``: ``blended`` (raised-cosine blending, at least ``overlap`` pixels of overlap) or ``hinet`` (the public
+    code's grid and count-map average, to reproduce its numbers exactly).
     """
+    if tiling not in ("blended", "hinet"):
+        raise ValueError(f"tiling must be 'blended' or 'hinet', got {tiling!r}")
     _check_tiling(tile, overlap)
     modes = tuple(dict.fromkeys(modes))
     if not modes:
@@ -220,10 +227,10 @@ def restore_ladder(
     with torch.inference_mode():
         for frame in x.split(1):
             h, w = frame.shape[-2:]
-            parts = plan_parts(h, w, tile=tile, overlap=overlap, modes=modes, crops=crops)
+            parts = plan_parts(h, w, tile=tile, overlap=overlap, modes=modes, crops=crops, tiling=tiling)
             maps = accumulate_parts(
                 model, frame, parts, overlap=overlap, batch=batch, dtype=dtype, channels_last=channels_last,
-                progress=progress, seconds=seconds,
+                progress=progress, seconds=seconds, uniform=tiling == "hinet",
             )
             for mode in modes:
                 out = combine_parts(maps, mode)

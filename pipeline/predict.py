@@ -113,6 +113,7 @@ def predict_ladder(
     accelerator=None,
     progress: bool = True,
     scratch: str | os.PathLike | None = None,
+    tiling: str = "blended",
 ) -> dict[str, dict]:
     """Restore every frame of ``index_csv`` under each TTA mode of ``out_dirs`` ({mode: folder}) in one pass.
 
@@ -155,7 +156,7 @@ def predict_ladder(
                     seconds: dict[str, float] = {}
                     outs = restore_ladder(
                         model, img, modes=modes, tile=tile, overlap=overlap, crops=crops, batch=batch,
-                        precision=precision, seconds=seconds,
+                        precision=precision, seconds=seconds, tiling=tiling,
                     )
                     restored += 1
                     root = {mode: (keep / mode if keep is not None else tmps[mode]) for mode in modes}
@@ -286,6 +287,7 @@ def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[s
             accelerator=accelerator,
             progress=accelerator.is_main_process,
             scratch=scratch / split,
+            tiling=tta.tiling,
         )
         runtimes.update({f"{mode}/{split}": runtime for mode, runtime in done.items()})
     return runtimes

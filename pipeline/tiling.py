@@ -39,6 +39,7 @@ __all__ = [
     "dihedral",
     "dihedral_inverse",
     "from_batch",
+    "hinet_positions",
     "restore_tiled",
     "tile_patches",
     "tile_positions",
@@ -100,6 +101,24 @@ def tile_positions(size: int, tile: int, overlap: int) -> list[int]:
     return [k * (size - tile) // (n - 1) for k in range(n)]
 
 
+def hinet_positions(size: int, tile: int) -> list[int]:
+    """Tile offsets as the public HINet/BasicSR validation grid places them: ``ceil(size / tile)`` tiles, stride
+    ``ceil((size - tile) / (n - 1))`` from 0, the last tile moved back flush with the border (``tiling: hinet``)."""
+    if size < 1 or tile < 1:
+        raise ValueError(f"size and tile must be positive, got {size}, {tile}")
+    if size <= tile:
+        return [0]
+    n = (size - 1) // tile + 1
+    step = math.ceil((size - tile) / (n - 1) - 1e-8)
+    out, pos = [], 0
+    while True:
+        if pos + tile >= size:
+            out.append(size - tile)
+            return out
+        out.append(pos)
+        pos += step
+
+
 def _taper(d: Tensor, overlap: int) -> Tensor:
     """Window value at distance ``d`` (pixels) from a tapered edge."""
     margin, full = overlap // 4, overlap // 2
@@ -121,9 +140,15 @@ def blend_window(length: int, overlap: int, flush_start: bool, flush_end: bool) 
     return w
 
 
-def tile_patches(height: int, width: int, tile: int, overlap: int, transforms: Sequence[int] = (0,)) -> list[Patch]:
-    """The full-coverage grid of tiles, once per transform in ``transforms``."""
-    ys, xs = tile_positions(height, tile, overlap), tile_positions(width, tile, overlap)
+def tile_patches(
+    height: int, width: int, tile: int, overlap: int, transforms: Sequence[int] = (0,), *, tiling: str = "blended"
+) -> list[Patch]:
+    """The full-coverage grid of tiles, once per transform in ``transforms``; ``tiling: hinet`` places them as the
+    public code does (:func:`hinet_positions`), ``blended`` with at least ``overlap`` pixels of overlap."""
+    if tiling == "hinet":
+        ys, xs = hinet_positions(height, tile), hinet_positions(width, tile)
+    else:
+        ys, xs = tile_positions(height, tile, overlap), tile_positions(width, tile, overlap)
     th, tw = min(tile, height), min(tile, width)
     return [Patch(y, x, th, tw, t) for t in transforms for y in ys for x in xs]
 
@@ -175,11 +200,13 @@ def accumulate_parts(
     progress: bool = False,
     total: int | None = None,
     seconds: dict[str, float] | None = None,
+    uniform: bool = False,
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """Run each part's patches of a (1, C, H, W) image through the model into that part's float64 (sum, weight) maps.
 
     Batches never mix parts (groups are keyed by part, transform and shape), so a part's maps are bit-identical
     whichever other parts run beside it. ``seconds``, when given, receives the model time spent per part.
+    ``uniform`` weighs every pixel of every patch 1 (the public code's count-map average) instead of the blend window.
     """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"accumulate needs a (1, C, H, W) image, got shape {tuple(image.shape)}")
@@ -200,7 +227,8 @@ def accumulate_parts(
     def window(length: int, flush_start: bool, flush_end: bool) -> Tensor:
         key = (length, flush_start, flush_end)
         if key not in windows:
-            windows[key] = blend_window(length, overlap, flush_start, flush_end).to(image.device)
+            windows[key] = (torch.ones(length, dtype=torch.float64) if uniform else
+                            blend_window(length, overlap, flush_start, flush_end)).to(image.device)
         return windows[key]
 
     if total is None and all(isinstance(p, Sequence) for p in parts.values()):

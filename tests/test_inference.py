@@ -295,3 +295,26 @@ def test_one_pass_ladder_runs_each_forward_once():
     restore_ladder(model, img, modes=("plain", "x8", "x8+crops"), tile=32, overlap=8, crops=crops, batch=64)
     tiles = len(tile_patches(40, 72, 32, 8))
     assert sum(shape[0] for shape in model.calls) == 8 * tiles + 5  # the cost of x8+crops alone
+
+
+def test_hinet_tiling_reproduces_the_public_grid_and_count_average():
+    """`tiling: hinet`: ceil(size/tile) tiles, stride ceil((size-tile)/(n-1)), last flush; uniform count-map mean."""
+    from pipeline.tiling import hinet_positions
+
+    assert hinet_positions(720, 256) == [0, 232, 464]
+    assert hinet_positions(1280, 256) == [0, 256, 512, 768, 1024]
+    assert hinet_positions(701, 256) == [0, 223, 445]  # the blended grid differs here: [0, 222, 445]
+    assert tile_positions(701, 256, 0) == [0, 222, 445]
+    assert hinet_positions(200, 256) == [0] and hinet_positions(256, 256) == [0]
+
+    conv = asymmetric_conv()
+    img = torch.rand(3, 40, 70)
+    out = restore(conv, img, tile=32, overlap=0, tiling="hinet", precision="fp32")
+    acc, count = torch.zeros(1, 3, 40, 70, dtype=torch.float64), torch.zeros(1, 1, 40, 70, dtype=torch.float64)
+    with torch.no_grad():
+        for y in hinet_positions(40, 32):
+            for x in hinet_positions(70, 32):
+                acc[..., y : y + 32, x : x + 32] += conv(img[None, :, y : y + 32, x : x + 32]).double()
+                count[..., y : y + 32, x : x + 32] += 1
+    torch.testing.assert_close(out, (acc / count).float()[0].clamp(0, 1), rtol=0, atol=1e-6)
+    assert not torch.allclose(out, restore(conv, img, tile=32, overlap=8, precision="fp32"))  # blended differs
