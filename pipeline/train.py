@@ -671,8 +671,8 @@ def train_model(
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     run = _setup(name, cfg, paths, out, use_cpu)
     start_step, prior_wall, best = _resume(run)
-    run.accelerator.init_trackers(
-        name, config={k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))},
+    run.accelerator.init_trackers(  # no config: params.yaml and dvc.lock already record the recipe
+        name,
         init_kwargs={"dvclive": {"dir": str(out.live_dir), "resume": start_step > 0, "save_dvc_exp": False,
                                  "dvcyaml": False, "report": None}},
     )
