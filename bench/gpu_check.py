@@ -95,8 +95,11 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0)
     results = {"gpu": gpu, "torch": torch.__version__}
     results["train_steps_per_s_hinet2xdeep_256px_batch8_bf16"] = round(train_steps_per_s(), 3)
-    print(f"[{gpu}] hinet-2x-deep train, 256 px, global batch 8, bf16: "
-          f"{results['train_steps_per_s_hinet2xdeep_256px_batch8_bf16']} steps/s", flush=True)
+    print(
+        f"[{gpu}] hinet-2x-deep train, 256 px, global batch 8, bf16: "
+        f"{results['train_steps_per_s_hinet2xdeep_256px_batch8_bf16']} steps/s",
+        flush=True,
+    )
     secs = frame_seconds()
     results["seconds_per_720p_frame_hinet1x_bf16"] = {k: round(v, 3) for k, v in secs.items()}
     for mode, s in secs.items():

@@ -143,8 +143,13 @@ class SynthConfig:
         for name in ("height", "width"):
             value = getattr(self, name)
             _require(value > 0 and value % 16 == 0, at, name, value, "a positive multiple of 16 (HINet input)")
-        _require(self.subframes >= 1 and self.subframes % 2 == 1, at, "subframes", self.subframes,
-                 "odd (the sharp frame is the middle one)")
+        _require(
+            self.subframes >= 1 and self.subframes % 2 == 1,
+            at,
+            "subframes",
+            self.subframes,
+            "odd (the sharp frame is the middle one)",
+        )
         _require_counts(self, 1, "frames_per_sequence", "train_sequences", "val_sequences", "test_sequences")
         _require(1 <= self.jpeg_quality <= 100, at, "jpeg_quality", self.jpeg_quality, "in 1..100")
         _require(self.gamma > 0, at, "gamma", self.gamma, "> 0")
@@ -154,11 +159,21 @@ class SynthConfig:
             unknown = sorted(set(photos) - set(SYNTH_PHOTOS))
             _require(not unknown, at, name, photos, f"among {list(SYNTH_PHOTOS)} (unknown photo(s) {unknown})")
         shared = sorted(set(self.val_photos) & set(self.test_photos))
-        _require(not shared, at, "test_photos", self.test_photos,
-                 f"disjoint from val_photos ({shared} in both val_photos and test_photos; test content is held out)")
+        _require(
+            not shared,
+            at,
+            "test_photos",
+            self.test_photos,
+            f"disjoint from val_photos ({shared} in both val_photos and test_photos; test content is held out)",
+        )
         limit = min(self.height, self.width) / 3
-        _require(0 < self.leaves_rmin < limit, at, "leaves_rmin", self.leaves_rmin,
-                 f"in (0, {limit:g}) (a third of the smaller frame side)")
+        _require(
+            0 < self.leaves_rmin < limit,
+            at,
+            "leaves_rmin",
+            self.leaves_rmin,
+            f"in (0, {limit:g}) (a third of the smaller frame side)",
+        )
 
 
 @dataclass(frozen=True)
@@ -178,8 +193,13 @@ class DataConfig:
 
     def __post_init__(self):
         _require_choice(self, "source", ("synthetic", "reds"))
-        _require(self.source != "reds" or bool(self.root), self.SECTION, "root", self.root,
-                 "the folder of a REDS download when data.source is 'reds'")
+        _require(
+            self.source != "reds" or bool(self.root),
+            self.SECTION,
+            "root",
+            self.root,
+            "the folder of a REDS download when data.source is 'reds'",
+        )
         _require_counts(self, 1, "workers", "patch_stride", "contact_sheet_pairs")
         _require_counts(self, 0, "patch_size")
         _require_choice(self, "patch_format", ("png", "npy"))
@@ -226,11 +246,25 @@ class ModelTrainConfig:
         at = self.SECTION
         _require(bool(self.variant), at, "variant", self.variant, "a model variant name")
         _require(self.width is None or self.width >= 1, at, "width", self.width, ">= 1 (or null for the variant's)")
-        _require(self.extra_blocks is None or self.extra_blocks >= 0, at, "extra_blocks", self.extra_blocks,
-                 ">= 0 (or null for the variant's)")
+        _require(
+            self.extra_blocks is None or self.extra_blocks >= 0,
+            at,
+            "extra_blocks",
+            self.extra_blocks,
+            ">= 0 (or null for the variant's)",
+        )
         _require_counts(self, 1, "steps", "global_batch", "patch_size", "val_tile", "log_every")
-        _require_counts(self, 0, "warmup_steps", "val_every", "save_every", "keep_checkpoints", "num_workers",
-                        "max_batch_per_process", "snapshot_every")
+        _require_counts(
+            self,
+            0,
+            "warmup_steps",
+            "val_every",
+            "save_every",
+            "keep_checkpoints",
+            "num_workers",
+            "max_batch_per_process",
+            "snapshot_every",
+        )
         _require_choice(self, "optimizer", ("adam", "adamw"))
         _require(self.lr > 0 and math.isfinite(self.lr), at, "lr", self.lr, "a finite number > 0")
         _require(all(0 <= b < 1 for b in self.betas), at, "betas", self.betas, "two numbers in [0, 1)")
@@ -238,17 +272,37 @@ class ModelTrainConfig:
             value = getattr(self, name)
             _require(0 <= value < math.inf, at, name, value, "a finite number >= 0")
         _require(0 <= self.ema_decay < 1, at, "ema_decay", self.ema_decay, "in [0, 1) (0 disables the EMA)")
-        _require(all(w >= 0 for w in self.stage_weights) and sum(self.stage_weights) > 0, at, "stage_weights",
-                 self.stage_weights, "two numbers >= 0, not both 0")
+        _require(
+            all(w >= 0 for w in self.stage_weights) and sum(self.stage_weights) > 0,
+            at,
+            "stage_weights",
+            self.stage_weights,
+            "two numbers >= 0, not both 0",
+        )
         _require_choice(self, "loss", ("psnr", "l1"))
         _require_choice(self, "mixed_precision", ("auto", "bf16", "fp16", "no"))
         kind, _, k = self.export.partition(":")
-        _require(self.export in ("final", "best") or (kind == "average" and k.isdigit() and int(k) >= 1), at,
-                 "export", self.export, "'final', 'best' or 'average:K' with K >= 1")
-        _require(kind != "average" or self.snapshot_every > 0, at, "snapshot_every", self.snapshot_every,
-                 f"> 0 when export is {self.export!r} (it averages snapshots)")
-        _require(self.export != "best" or self.val_every > 0, at, "val_every", self.val_every,
-                 "> 0 when export is 'best' (the best step is found by validating)")
+        _require(
+            self.export in ("final", "best") or (kind == "average" and k.isdigit() and int(k) >= 1),
+            at,
+            "export",
+            self.export,
+            "'final', 'best' or 'average:K' with K >= 1",
+        )
+        _require(
+            kind != "average" or self.snapshot_every > 0,
+            at,
+            "snapshot_every",
+            self.snapshot_every,
+            f"> 0 when export is {self.export!r} (it averages snapshots)",
+        )
+        _require(
+            self.export != "best" or self.val_every > 0,
+            at,
+            "val_every",
+            self.val_every,
+            "> 0 when export is 'best' (the best step is found by validating)",
+        )
 
 
 @dataclass(frozen=True)
@@ -267,8 +321,13 @@ class LaunchConfig:
 
     def __post_init__(self):
         _require_counts(self, 1, "processes")
-        _require(1024 <= self.main_process_port <= 65535, self.SECTION, "main_process_port", self.main_process_port,
-                 "in 1024..65535")
+        _require(
+            1024 <= self.main_process_port <= 65535,
+            self.SECTION,
+            "main_process_port",
+            self.main_process_port,
+            "in 1024..65535",
+        )
         _require(bool(self.gpu_ids), self.SECTION, "gpu_ids", self.gpu_ids, "'all' or a list like '0,1,2,3'")
 
 
@@ -315,8 +374,13 @@ class TTAConfig:
         _require_choice(self, "precision", ("auto", "bf16", "fp16", "fp32"))
         _require_choice(self, "tiling", ("blended", "hinet"))
         uses_crops = any(mode in CROP_MODES for mode in self.ladder)
-        _require(not uses_crops or self.crops.n >= 1, at, "crops.n", self.crops.n,
-                 f">= 1 when a crop mode is used (tta.ladder {list(self.ladder)})")
+        _require(
+            not uses_crops or self.crops.n >= 1,
+            at,
+            "crops.n",
+            self.crops.n,
+            f">= 1 when a crop mode is used (tta.ladder {list(self.ladder)})",
+        )
 
 
 @dataclass(frozen=True)
@@ -334,8 +398,13 @@ class EnsembleConfig:
     def __post_init__(self):
         at = self.SECTION
         _require(len(set(self.members)) == len(self.members), at, "members", self.members, "distinct models")
-        _require(all(0 <= w < math.inf for w in self.weights) and (not self.weights or sum(self.weights) > 0), at,
-                 "weights", self.weights, "finite numbers >= 0, not all 0 (or empty for equal weights)")
+        _require(
+            all(0 <= w < math.inf for w in self.weights) and (not self.weights or sum(self.weights) > 0),
+            at,
+            "weights",
+            self.weights,
+            "finite numbers >= 0, not all 0 (or empty for equal weights)",
+        )
         _require(0 < self.fit_fraction < 1, at, "fit_fraction", self.fit_fraction, "in (0, 1)")
 
 
@@ -371,15 +440,30 @@ class Params:
 
     def __post_init__(self):
         names = sorted(self.models)
-        _require("ensemble" not in self.models, "", "models", names,
-                 "named anything but 'ensemble' (reserved: outputs/eval/ensemble holds the ensemble's scores)")
+        _require(
+            "ensemble" not in self.models,
+            "",
+            "models",
+            names,
+            "named anything but 'ensemble' (reserved: outputs/eval/ensemble holds the ensemble's scores)",
+        )
         unknown = sorted(set(self.ensemble.members) - set(self.models))
-        _require(not unknown, "", "ensemble.members", self.ensemble.members,
-                 f"names of models ({unknown} are not; models: {names})")
+        _require(
+            not unknown,
+            "",
+            "ensemble.members",
+            self.ensemble.members,
+            f"names of models ({unknown} are not; models: {names})",
+        )
         members = self.ensemble.members or tuple(self.models)
         weights = self.ensemble.weights
-        _require(not weights or len(weights) == len(members), "", "ensemble.weights", weights,
-                 f"one weight per member ({len(members)}: {list(members)}) or empty for equal weights")
+        _require(
+            not weights or len(weights) == len(members),
+            "",
+            "ensemble.weights",
+            weights,
+            f"one weight per member ({len(members)}: {list(members)}) or empty for equal weights",
+        )
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

@@ -276,8 +276,10 @@ def _score_variant(
             _write_frame(list(val_dirs), name, weights, out)
         per_image = score_dir(out / "png8", val_index, workers=workers)
     write_per_image_csv(variant_csv(per_image_csv, "equal"), per_image, inputs)
-    return {**summarize(per_image, inputs), "weights": {m: round(float(x), 6) for m, x in zip(members, weights,
-                                                                                              strict=True)}}
+    return {
+        **summarize(per_image, inputs),
+        "weights": {m: round(float(x), 6) for m, x in zip(members, weights, strict=True)},
+    }
 
 
 def run_ensemble(

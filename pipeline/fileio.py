@@ -197,8 +197,9 @@ def read_table(path: str | Path, columns: tuple[str, ...] | list[str], what: str
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: {what} not found")
-    table = pd.read_csv(path, dtype={"seq": str, "frame": str, "name": str, "blur_path": str, "sharp_path": str},
-                        keep_default_na=False)
+    table = pd.read_csv(
+        path, dtype={"seq": str, "frame": str, "name": str, "blur_path": str, "sharp_path": str}, keep_default_na=False
+    )
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a {what}, missing column(s) {missing}")

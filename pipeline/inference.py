@@ -170,8 +170,18 @@ def restore(
     ``torch.inference_mode`` and autocast per ``precision``; blending accumulates in float64.
     """
     return restore_ladder(
-        model, image, modes=(tta,), tile=tile, overlap=overlap, crops=crops, batch=batch, precision=precision,
-        device=device, progress=progress, clamp=clamp, tiling=tiling,
+        model,
+        image,
+        modes=(tta,),
+        tile=tile,
+        overlap=overlap,
+        crops=crops,
+        batch=batch,
+        precision=precision,
+        device=device,
+        progress=progress,
+        clamp=clamp,
+        tiling=tiling,
     )[tta]
 
 
@@ -229,8 +239,16 @@ def restore_ladder(
             h, w = frame.shape[-2:]
             parts = plan_parts(h, w, tile=tile, overlap=overlap, modes=modes, crops=crops, tiling=tiling)
             maps = accumulate_parts(
-                model, frame, parts, overlap=overlap, batch=batch, dtype=dtype, channels_last=channels_last,
-                progress=progress, seconds=seconds, uniform=tiling == "hinet",
+                model,
+                frame,
+                parts,
+                overlap=overlap,
+                batch=batch,
+                dtype=dtype,
+                channels_last=channels_last,
+                progress=progress,
+                seconds=seconds,
+                uniform=tiling == "hinet",
             )
             for mode in modes:
                 out = combine_parts(maps, mode)

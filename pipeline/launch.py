@@ -42,10 +42,22 @@ def accelerate_command(
     if gpus and n > gpus:
         raise LaunchError(f"launch.processes is {n} but only {gpus} GPU(s) are visible: set launch.processes <= {gpus}")
     if not gpus and n > cores:
-        raise LaunchError(f"launch.processes is {n} but this CPU-only machine has {cores} core(s): set "
-                          f"launch.processes <= {cores}")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", str(n),
-           "--mixed_precision", "no", "--dynamo_backend", "no"]
+        raise LaunchError(
+            f"launch.processes is {n} but this CPU-only machine has {cores} core(s): set launch.processes <= {cores}"
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        str(n),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     env: dict[str, str] = {}
     if n > 1:
         cmd += ["--multi_gpu", "--main_process_port", str(launch.main_process_port)]

@@ -338,8 +338,9 @@ def _plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
             if i and has_ci and np.isfinite(r["ci_low"]):
                 prev = ladder["psnr"].iloc[i - 1]  # the step's 95% interval, drawn from the previous step's level
                 lo, hi = prev + r["ci_low"], prev + r["ci_high"]
-                ax.errorbar(i, r["psnr"], yerr=[[r["psnr"] - lo], [hi - r["psnr"]]], fmt="none", ecolor="k",
-                            capsize=5, lw=1.2)
+                ax.errorbar(
+                    i, r["psnr"], yerr=[[r["psnr"] - lo], [hi - r["psnr"]]], fmt="none", ecolor="k", capsize=5, lw=1.2
+                )
                 note += f"\n[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else "\nn.s.")
                 top = max(top, hi)
             ax.text(i, top + pad * 0.08, note, ha="center", va="bottom", fontsize=8)
@@ -352,8 +353,9 @@ def _plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
                 f"{r['psnr']:.3f}",
                 f"{r['ssim']:.4f}",
                 f"{r['delta_db']:+.3f}",
-                "" if not np.isfinite(r.get("ci_low", math.nan)) else
-                f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else " n.s."),
+                ""
+                if not np.isfinite(r.get("ci_low", math.nan))
+                else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else " n.s."),
                 f"{r['total_db']:+.3f}",
                 f"{r['seconds_per_frame']:.3g}",
             ]
@@ -420,8 +422,15 @@ def _markdown(df: pd.DataFrame, steps: pd.DataFrame | None = None, spreads: dict
     show["macs_g"] = show["macs_g"].map(lambda v: "" if not np.isfinite(v) else f"{v:.2f}")
     show["seconds_per_frame"] = show["seconds_per_frame"].map(lambda v: "" if not np.isfinite(v) else f"{v:.4g}")
     show["pareto"] = show["pareto"].map(lambda v: "*" if v else "")
-    show = show.rename(columns={"macs_g": "GMACs@256", "seconds_per_frame": "s/frame", "gain_db": "gain dB",
-                                "gain_ci_low": "gain 95% CI", "ssim3d": "SSIM3D"})
+    show = show.rename(
+        columns={
+            "macs_g": "GMACs@256",
+            "seconds_per_frame": "s/frame",
+            "gain_db": "gain dB",
+            "gain_ci_low": "gain 95% CI",
+            "ssim3d": "SSIM3D",
+        }
+    )
     numeric = {"rank", "psnr", "ssim", "SSIM3D", "gain dB", "params", "GMACs@256", "s/frame"}
     align = ["right" if c in numeric else "left" for c in show.columns]
     table = show.to_markdown(index=False, disable_numparse=True, colalign=align)
@@ -435,13 +444,15 @@ def _markdown(df: pd.DataFrame, steps: pd.DataFrame | None = None, spreads: dict
         text += (
             "\n## Every step, paired per frame\n\nGain of `after` over `before` on the same val-300 frames: mean, 95% "
             "bootstrap interval (10,000 resamples, fixed seed) and whether the interval excludes zero.\n\n"
-            + st.to_markdown(index=False, disable_numparse=True) + "\n"
+            + st.to_markdown(index=False, disable_numparse=True)
+            + "\n"
         )
     if spreads:
         sp = pd.DataFrame([{"tta": mode, **v} for mode, v in spreads.items()])
         text += (
             "\n## Seed spread of the members\n\nMean val-300 PSNR of the members (same recipe, different seeds).\n\n"
-            + sp.to_markdown(index=False, floatfmt=".4f") + "\n"
+            + sp.to_markdown(index=False, floatfmt=".4f")
+            + "\n"
         )
     return text
 

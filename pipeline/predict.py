@@ -95,8 +95,16 @@ def predict_index(
     ``accelerator.device``) and in eval mode. See :func:`predict_ladder` for the timing rule.
     """
     return predict_ladder(
-        model, index_csv, {tta: out_dir}, tile=tile, overlap=overlap, batch=batch, precision=precision, crops=crops,
-        accelerator=accelerator, progress=progress,
+        model,
+        index_csv,
+        {tta: out_dir},
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        precision=precision,
+        crops=crops,
+        accelerator=accelerator,
+        progress=progress,
     )[tta]
 
 
@@ -155,8 +163,16 @@ def predict_ladder(
                     img = read_image(blur_path)
                     seconds: dict[str, float] = {}
                     outs = restore_ladder(
-                        model, img, modes=modes, tile=tile, overlap=overlap, crops=crops, batch=batch,
-                        precision=precision, seconds=seconds, tiling=tiling,
+                        model,
+                        img,
+                        modes=modes,
+                        tile=tile,
+                        overlap=overlap,
+                        crops=crops,
+                        batch=batch,
+                        precision=precision,
+                        seconds=seconds,
+                        tiling=tiling,
                     )
                     restored += 1
                     root = {mode: (keep / mode if keep is not None else tmps[mode]) for mode in modes}
@@ -268,8 +284,9 @@ def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[s
     model = prepare_model(load_model(Path(paths.models) / f"{model_name}.safetensors"), accelerator.device)
     index = Path(paths.data) / "index"
     root = Path(paths.predictions) / model_name
-    scratch = _scratch_root(Path(paths.runs) / "infer" / model_name, Path(paths.models) / f"{model_name}.safetensors",
-                            tta, accelerator)
+    scratch = _scratch_root(
+        Path(paths.runs) / "infer" / model_name, Path(paths.models) / f"{model_name}.safetensors", tta, accelerator
+    )
     jobs = {"val300": tta.ladder, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
     if not has_frames(index / "test300.csv"):  # the development phase: no test frames yet
         del jobs["test300"]

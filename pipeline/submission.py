@@ -32,8 +32,16 @@ from pipeline.cli import reports_user_errors
 from pipeline.data.reds import is_val300_frame
 from pipeline.fileio import atomic_path
 
-__all__ = ["README_FIELDS", "build_submission", "check", "describe_run", "expected_frames", "main", "package",
-           "write_readme_text"]
+__all__ = [
+    "README_FIELDS",
+    "build_submission",
+    "check",
+    "describe_run",
+    "expected_frames",
+    "main",
+    "package",
+    "write_readme_text",
+]
 
 README_NAME = "readme.txt"
 NAME_RE = re.compile(r"^\d{3}_\d{8}\.png$")
@@ -337,8 +345,10 @@ def build_submission(params) -> Path:
     index_csv = Path(paths.data) / "index" / f"{split}.csv"
     names = pd.read_csv(index_csv, dtype=str)["name"].tolist()
     if not names:
-        raise ValueError(f"{index_csv}: package.split is {split!r} but the data set has no such frames (no test/ "
-                         "folder yet: the development phase); set package.split: val300 to package the val-300 frames")
+        raise ValueError(
+            f"{index_csv}: package.split is {split!r} but the data set has no such frames (no test/ "
+            "folder yet: the development phase); set package.split: val300 to package the val-300 frames"
+        )
     test_dir = Path(paths.ensemble) / split
     runtime = json.loads((test_dir / "runtime.json").read_text())
     zip_path = Path(paths.submissions) / f"{params.package.name}.zip"

@@ -183,8 +183,15 @@ def accumulate(
     """
     total = total if total is not None else (len(patches) if isinstance(patches, Sequence) else None)
     return accumulate_parts(
-        model, image, {"all": patches}, overlap=overlap, batch=batch, dtype=dtype, channels_last=channels_last,
-        progress=progress, total=total,
+        model,
+        image,
+        {"all": patches},
+        overlap=overlap,
+        batch=batch,
+        dtype=dtype,
+        channels_last=channels_last,
+        progress=progress,
+        total=total,
     )["all"]
 
 
@@ -227,8 +234,11 @@ def accumulate_parts(
     def window(length: int, flush_start: bool, flush_end: bool) -> Tensor:
         key = (length, flush_start, flush_end)
         if key not in windows:
-            windows[key] = (torch.ones(length, dtype=torch.float64) if uniform else
-                            blend_window(length, overlap, flush_start, flush_end)).to(image.device)
+            windows[key] = (
+                torch.ones(length, dtype=torch.float64)
+                if uniform
+                else blend_window(length, overlap, flush_start, flush_end)
+            ).to(image.device)
         return windows[key]
 
     if total is None and all(isinstance(p, Sequence) for p in parts.values()):
@@ -312,8 +322,6 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return True
 
 
-
-
 def check_model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     """The device to run on (default: where the model is); the model must already be there."""
     where = model_device(model)
@@ -348,7 +356,12 @@ def restore_tiled(
         for frame in x.split(1):
             h, w = frame.shape[-2:]
             acc, weight = accumulate_parts(
-                model, frame, {"tiles": tile_patches(h, w, tile, overlap)}, overlap=overlap, batch=batch, dtype=dtype,
+                model,
+                frame,
+                {"tiles": tile_patches(h, w, tile, overlap)},
+                overlap=overlap,
+                batch=batch,
+                dtype=dtype,
                 channels_last=uses_channels_last(model),
             )["tiles"]
             outs.append((acc / weight).float().clamp_(0.0, 1.0))

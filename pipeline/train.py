@@ -203,8 +203,9 @@ def _git_commit() -> str:
 
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -212,14 +213,32 @@ def _git_commit() -> str:
 
 # Fields that do not change the trajectory already trained: a run may be continued (more ``steps``) or re-exported
 # under new values. (Raising ``steps`` does stretch the cosine schedule from the resume point on.)
-_CONTINUABLE = ("steps", "val_every", "save_every", "keep_checkpoints", "snapshot_every", "export", "log_every",
-                "num_workers")
+_CONTINUABLE = (
+    "steps",
+    "val_every",
+    "save_every",
+    "keep_checkpoints",
+    "snapshot_every",
+    "export",
+    "log_every",
+    "num_workers",
+)
 
 
 # The code a training run executes: a checkpoint made by other code is not resumed (a DVC rerun after a code edit
 # retrains instead of re-exporting the old state).
-_TRAINING_CODE = ("train.py", "losses.py", "metrics.py", "tiling.py", "device.py", "data/dataset.py", "data/patches.py",
-                  "models/hinet.py", "models/registry.py", "models/weights.py")
+_TRAINING_CODE = (
+    "train.py",
+    "losses.py",
+    "metrics.py",
+    "tiling.py",
+    "device.py",
+    "data/dataset.py",
+    "data/patches.py",
+    "models/hinet.py",
+    "models/registry.py",
+    "models/weights.py",
+)
 
 
 def run_fingerprint(cfg: ModelTrainConfig, data_dir: str | Path, processes: int) -> str:
@@ -272,7 +291,13 @@ def _checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
 
 
 def _save_checkpoint(
-    accelerator: Accelerator, ckpt_root: Path, step: int, fingerprint: str, keep: int, wall_s: float, best: dict,
+    accelerator: Accelerator,
+    ckpt_root: Path,
+    step: int,
+    fingerprint: str,
+    keep: int,
+    wall_s: float,
+    best: dict,
     recipe: str = "",
 ) -> None:
     """``save_state`` into a temporary folder, then rename it into place, so a kill never leaves a half checkpoint."""
@@ -288,7 +313,7 @@ def _save_checkpoint(
         (tmp / "trainer_state.json").write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for _, old in _checkpoints(ckpt_root)[:-max(keep, 1)]:
+        for _, old in _checkpoints(ckpt_root)[: -max(keep, 1)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
@@ -316,8 +341,9 @@ def validate(accelerator: Accelerator, net: torch.nn.Module, frames: ValFrames, 
     with accelerator.split_between_processes(list(range(len(frames)))) as mine:
         for i in mine:
             _, blur, sharp = frames[i]
-            out = restore_tiled(net, blur, tile=cfg.val_tile, overlap=32, batch=4, precision=precision,
-                                device=accelerator.device)
+            out = restore_tiled(
+                net, blur, tile=cfg.val_tile, overlap=32, batch=4, precision=precision, device=accelerator.device
+            )
             pred = np.round(np.clip(out, 0, 1) * 255.0).astype(np.uint8)
             scores.append([psnr(pred, sharp), ssim(pred, sharp)])
     local = torch.tensor(scores, dtype=torch.float64, device=accelerator.device).reshape(-1, 2)
@@ -446,8 +472,14 @@ def _setup(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutpu
     data_dir = Path(paths.data)
     base = PairedPatchDataset.from_prepared(data_dir, patch_size=cfg.patch_size, augment=True)
     samples = StepSamples(base, total=cfg.steps * batch.global_batch, seed=cfg.seed)
-    loader = DataLoader(samples, batch_size=batch.per_process, shuffle=False, num_workers=cfg.num_workers,
-                        persistent_workers=cfg.num_workers > 0, drop_last=True)
+    loader = DataLoader(
+        samples,
+        batch_size=batch.per_process,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        drop_last=True,
+    )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema = None
     if cfg.ema_decay > 0:  # built after prepare so the average lives on the training device
@@ -455,8 +487,24 @@ def _setup(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutpu
         accelerator.register_for_checkpointing(ema)
     val_frames = ValFrames.from_prepared(data_dir)
     fingerprint = run_fingerprint(cfg, data_dir, batch.processes)
-    return _Run(name, cfg, out, accelerator, model, optimizer, scheduler, loader, ema, batch, fingerprint,
-                val_frames, val_frames.input_scores(), n_params, macs_256, data_dir)
+    return _Run(
+        name,
+        cfg,
+        out,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        loader,
+        ema,
+        batch,
+        fingerprint,
+        val_frames,
+        val_frames.input_scores(),
+        n_params,
+        macs_256,
+        data_dir,
+    )
 
 
 def _resume(run: _Run) -> tuple[int, float, dict]:
@@ -473,8 +521,10 @@ def _resume(run: _Run) -> tuple[int, float, dict]:
         acc.print(f"[{run.name}] resuming from {resume_dir} at step {start_step}/{run.cfg.steps}")
     elif acc.is_main_process:  # a fresh start: nothing of an older run (checkpoints, snapshots, live curves) stays
         if _checkpoints(ckpt_root):
-            acc.print(f"[{run.name}] checkpoints in {ckpt_root} were made by another recipe, code, data or process "
-                      "count; starting from step 0")
+            acc.print(
+                f"[{run.name}] checkpoints in {ckpt_root} were made by another recipe, code, data or process "
+                "count; starting from step 0"
+            )
         shutil.rmtree(ckpt_root, ignore_errors=True)
         shutil.rmtree(run.out.snapshots, ignore_errors=True)
         shutil.rmtree(run.out.live_dir, ignore_errors=True)
@@ -485,8 +535,12 @@ def _resume(run: _Run) -> tuple[int, float, dict]:
 def _snapshot(run: _Run, net: torch.nn.Module, path: Path, step: int) -> None:
     """Save a copy of the evaluated (EMA) weights as a safetensors snapshot (main process only)."""
     if run.accelerator.is_main_process:
-        save_weights(net.float(), path, variant=run.cfg.variant,
-                     metadata={"model": run.name, "step": str(step), "recipe": config_fingerprint(run.cfg)})
+        save_weights(
+            net.float(),
+            path,
+            variant=run.cfg.variant,
+            metadata={"model": run.name, "step": str(step), "recipe": config_fingerprint(run.cfg)},
+        )
 
 
 def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dict) -> tuple[int, float, dict]:
@@ -495,8 +549,13 @@ def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dic
     t0 = time.perf_counter()
     step = start_step
     batches = acc.skip_first_batches(run.loader, start_step * run.batch.accumulation) if start_step else run.loader
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {run.name}", disable=not acc.is_main_process,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start_step,
+        desc=f"train {run.name}",
+        disable=not acc.is_main_process,
+        dynamic_ncols=True,
+    )
     run.model.train()
     running: list[float] = []
     t_log, samples_since = time.perf_counter(), 0
@@ -532,8 +591,11 @@ def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dic
         log: dict[str, float] = {}
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
-            log = {"train/loss": float(np.mean(running)), "train/lr": lr,
-                   "train/samples_per_s": samples_since / max(now - t_log, 1e-9)}
+            log = {
+                "train/loss": float(np.mean(running)),
+                "train/lr": lr,
+                "train/samples_per_s": samples_since / max(now - t_log, 1e-9),
+            }
             running, t_log, samples_since = [], now, 0
         if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
             net = _unwrap_for_eval(acc, run.model, run.ema)
@@ -543,16 +605,26 @@ def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dic
             if scores["psnr"] > best["psnr"]:
                 best = {"psnr": scores["psnr"], "ssim": scores["ssim"], "step": step}
                 _snapshot(run, copy.deepcopy(net).eval(), out.snapshots / "best.safetensors", step)
-            acc.print(f"[{run.name}] step {step}: val-300 PSNR {scores['psnr']:.3f} dB "
-                      f"(input {run.input_scores['psnr']:.3f} dB)")
+            acc.print(
+                f"[{run.name}] step {step}: val-300 PSNR {scores['psnr']:.3f} dB "
+                f"(input {run.input_scores['psnr']:.3f} dB)"
+            )
         if log:
             acc.log(log, step=step)
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
             net = copy.deepcopy(_unwrap_for_eval(acc, run.model, run.ema)).eval()
             _snapshot(run, net, out.snapshots / f"step_{step:08d}.safetensors", step)
         if cfg.save_every and step % cfg.save_every == 0 and step < stop_at:
-            _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints,
-                             prior_wall + time.perf_counter() - t0, best, config_fingerprint(cfg))
+            _save_checkpoint(
+                acc,
+                out.checkpoints,
+                step,
+                run.fingerprint,
+                cfg.keep_checkpoints,
+                prior_wall + time.perf_counter() - t0,
+                best,
+                config_fingerprint(cfg),
+            )
     bar.close()
     return step, time.perf_counter() - t0, best
 
@@ -571,8 +643,10 @@ def export_weights(run_dir: str | Path, export: str, final: torch.nn.Module) -> 
     k = int(export.split(":", 1)[1])
     found = sorted(snaps.glob("step_*.safetensors"))
     if len(found) < k:
-        raise ValueError(f"{snaps}: export {export!r} needs {k} snapshots, found {len(found)} "
-                         "(lower K or snapshot more often with snapshot_every)")
+        raise ValueError(
+            f"{snaps}: export {export!r} needs {k} snapshots, found {len(found)} "
+            "(lower K or snapshot more often with snapshot_every)"
+        )
     chosen = found[-k:]
     avg = load_model(chosen[0])
     sd = {key: v.double() for key, v in avg.state_dict().items()}
@@ -583,13 +657,22 @@ def export_weights(run_dir: str | Path, export: str, final: torch.nn.Module) -> 
     return avg, f"average of {k} snapshots ({chosen[0].stem} .. {chosen[-1].stem})"
 
 
-def _finalize(run: _Run, step: int, start_step: int, wall: float, prior_wall: float, best: dict,
-              provenance: bool) -> dict:
+def _finalize(
+    run: _Run, step: int, start_step: int, wall: float, prior_wall: float, best: dict, provenance: bool
+) -> dict:
     """Export the member, write its metrics and curve; keep the training state so the run can be continued."""
     acc, cfg, out = run.accelerator, run.cfg, run.out
     # The finished state is kept (as a checkpoint), so `steps` can be raised and the run continued.
-    _save_checkpoint(acc, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints, prior_wall + wall, best,
-                     config_fingerprint(cfg))
+    _save_checkpoint(
+        acc,
+        out.checkpoints,
+        step,
+        run.fingerprint,
+        cfg.keep_checkpoints,
+        prior_wall + wall,
+        best,
+        config_fingerprint(cfg),
+    )
     final_net = _unwrap_for_eval(acc, run.model, run.ema)
     hashes = acc.gather_for_metrics([_weights_hash(final_net)], use_gather_object=True)
     curve = read_live_curve(out.live_dir) if acc.is_main_process else pd.DataFrame(columns=["step"])
@@ -640,12 +723,25 @@ def _finalize(run: _Run, step: int, start_step: int, wall: float, prior_wall: fl
                 {"step": int(r["step"]), "val_psnr": float(r["val/psnr"]), "val_ssim": float(r["val/ssim"])}
                 for _, r in val.iterrows()
             ]
-        save_weights(exported.float(), out.weights, variant=cfg.variant,
-                     metadata={"model": run.name, "steps": str(step), "seed": str(cfg.seed),
-                               "recipe": config_fingerprint(cfg), "export": how})
-        _plot_curve(curve, out.curve_png, f"{run.name}: {cfg.variant} (wf {metrics['width']}, "
-                                          f"+{metrics['extra_blocks']} blocks), {run.n_params / 1e6:.2f}M params",
-                    inp["psnr"])
+        save_weights(
+            exported.float(),
+            out.weights,
+            variant=cfg.variant,
+            metadata={
+                "model": run.name,
+                "steps": str(step),
+                "seed": str(cfg.seed),
+                "recipe": config_fingerprint(cfg),
+                "export": how,
+            },
+        )
+        _plot_curve(
+            curve,
+            out.curve_png,
+            f"{run.name}: {cfg.variant} (wf {metrics['width']}, "
+            f"+{metrics['extra_blocks']} blocks), {run.n_params / 1e6:.2f}M params",
+            inp["psnr"],
+        )
         write_json(out.metrics, metrics)
     acc.wait_for_everyone()
     return metrics
@@ -673,14 +769,29 @@ def train_model(
     start_step, prior_wall, best = _resume(run)
     run.accelerator.init_trackers(  # no config: params.yaml and dvc.lock already record the recipe
         name,
-        init_kwargs={"dvclive": {"dir": str(out.live_dir), "resume": start_step > 0, "save_dvc_exp": False,
-                                 "dvcyaml": False, "report": None}},
+        init_kwargs={
+            "dvclive": {
+                "dir": str(out.live_dir),
+                "resume": start_step > 0,
+                "save_dvc_exp": False,
+                "dvcyaml": False,
+                "report": None,
+            }
+        },
     )
     stop_at = cfg.steps if max_steps_this_run is None else min(cfg.steps, start_step + max_steps_this_run)
     step, wall, best = _loop(run, start_step, stop_at, prior_wall, best)
     if step < cfg.steps:  # stopped early on purpose (max_steps_this_run): leave a checkpoint, write nothing final
-        _save_checkpoint(run.accelerator, out.checkpoints, step, run.fingerprint, cfg.keep_checkpoints,
-                         prior_wall + wall, best, config_fingerprint(cfg))
+        _save_checkpoint(
+            run.accelerator,
+            out.checkpoints,
+            step,
+            run.fingerprint,
+            cfg.keep_checkpoints,
+            prior_wall + wall,
+            best,
+            config_fingerprint(cfg),
+        )
         run.accelerator.end_training()
         return {"step": step, "finished": False}
     metrics = _finalize(run, step, start_step, wall, prior_wall, best, provenance)

@@ -25,8 +25,12 @@ def main() -> None:
         Path(paths.data) / "index" / "val300.csv",
         Path("outputs/eval") / args.model,
         Path(paths.metrics) / "eval" / f"{args.model}.json",
-        extra={"params": train["params"], "macs_g_256": train["macs_g_256"], "variant": train["variant"],
-               "crops": dataclasses.asdict(params.tta.crops)},
+        extra={
+            "params": train["params"],
+            "macs_g_256": train["macs_g_256"],
+            "variant": train["variant"],
+            "crops": dataclasses.asdict(params.tta.crops),
+        },
         workers=params.data.workers,
     )
 

@@ -30,12 +30,15 @@ def main() -> None:
         per_frame=per_frame,
     )
     steps = step_table(per_frame, models, tta.ladder, tta.submit)
-    write_leaderboard(table, paths.submissions, steps=steps, spreads=seed_spreads(per_frame, members, tta.ladder),
-                      per_frame=per_frame)
+    write_leaderboard(
+        table, paths.submissions, steps=steps, spreads=seed_spreads(per_frame, members, tta.ladder), per_frame=per_frame
+    )
     # Look, don't read: the best member by plain PSNR, without and with the submit TTA, and the ensemble.
     best = max(models, key=lambda m: per_frame[f"{m}/{tta.ladder[0]}"]["psnr"].mean())
-    columns = [(f"{best} {mode}", Path(paths.predictions) / best / mode / "val300" / "png8")
-               for mode in dict.fromkeys((tta.ladder[0], tta.submit))]
+    columns = [
+        (f"{best} {mode}", Path(paths.predictions) / best / mode / "val300" / "png8")
+        for mode in dict.fromkeys((tta.ladder[0], tta.submit))
+    ]
     columns.append(("ensemble", Path(paths.ensemble) / "val300" / "png8"))
     sheet = comparison_sheet(read_index(Path(paths.data) / "index" / "val300.csv"), columns)
     write_image(Path(paths.submissions) / "comparison.png", sheet)

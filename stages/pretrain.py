@@ -18,8 +18,14 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="train on CPU even when CUDA is present")
     args = parser.parse_args()
     params = load_params(args.params)
-    train_model(PRETRAIN_NAME, params.pretrain, params.paths, cpu=args.cpu or None,
-                outputs=TrainOutputs.for_pretrain(params.paths), provenance=True)
+    train_model(
+        PRETRAIN_NAME,
+        params.pretrain,
+        params.paths,
+        cpu=args.cpu or None,
+        outputs=TrainOutputs.for_pretrain(params.paths),
+        provenance=True,
+    )
 
 
 if __name__ == "__main__":

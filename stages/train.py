@@ -21,8 +21,13 @@ def main() -> None:
     params = load_params(args.params)
     if args.model not in params.models:
         parser.error(f"model {args.model!r} is not in {args.params} (models: {sorted(params.models)})")
-    train_model(args.model, params.models[args.model], params.paths, cpu=args.cpu or None,
-                max_steps_this_run=args.max_steps_this_run)
+    train_model(
+        args.model,
+        params.models[args.model],
+        params.paths,
+        cpu=args.cpu or None,
+        max_steps_this_run=args.max_steps_this_run,
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True)
 
 
@@ -45,18 +50,24 @@ def test_bad_params_stop_dvc_repro_and_a_valid_edit_reruns_nothing_downstream(tm
         shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     real = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    prepare = {"cmd": "echo run >> prepare_runs.log", "deps": ["${paths.metrics}/params_check.json"],
-               "params": real["prepare"]["params"]}  # stands in for prepare: same link to the check, no work
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"check_params": real["check_params"],
-                                                              "prepare": prepare}}, sort_keys=False))
+    prepare = {
+        "cmd": "echo run >> prepare_runs.log",
+        "deps": ["${paths.metrics}/params_check.json"],
+        "params": real["prepare"]["params"],
+    }  # stands in for prepare: same link to the check, no work
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"check_params": real["check_params"], "prepare": prepare}}, sort_keys=False)
+    )
     assert _dvc(repo, "init", "--no-scm", "-q").returncode == 0
 
     first = _dvc(repo, "repro")
     assert first.returncode == 0, first.stdout + first.stderr
     check_file = repo / "metrics" / "params_check.json"
     record = check_file.read_bytes()
-    assert json.loads(record) == {"ok": True, "sections": ["paths", "launch", "data", "pretrain", "models", "tta",
-                                                           "ensemble", "package"]}
+    assert json.loads(record) == {
+        "ok": True,
+        "sections": ["paths", "launch", "data", "pretrain", "models", "tta", "ensemble", "package"],
+    }
     assert (repo / "prepare_runs.log").read_text() == "run\n"
 
     _edit(repo, lambda raw: raw["tta"]["crops"].update(n=4))  # valid: the check reruns, prepare does not

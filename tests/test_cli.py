@@ -44,8 +44,10 @@ def _raising(exc: BaseException):
         (LeaderboardError("e.json: no 'tta' scores"), "e.json: no 'tta' scores"),
         (PermissionError(13, "Permission denied", "out/dir"), "out/dir: permission denied"),
         (NotADirectoryError(20, "Not a directory", "file/sub"), "file/sub: not a directory"),
-        (FileNotFoundError(2, "No such file or directory", "metrics/train/a.json"),
-         "metrics/train/a.json: no such file or directory"),
+        (
+            FileNotFoundError(2, "No such file or directory", "metrics/train/a.json"),
+            "metrics/train/a.json: no such file or directory",
+        ),
     ],
 )
 def test_user_errors_print_one_line_and_exit_1(capsys, exc, line):
@@ -79,8 +81,13 @@ def test_every_stage_main_reports_user_errors():
 def test_stage_with_a_bad_params_file_prints_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("models:\n  a: {steps: 0}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, str(REPO / "stages" / "check_params.py")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "check_params.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1
     assert run.stderr == "error: params.yaml: models.a.steps: got 0, must be >= 1\n"
     assert not (tmp_path / "metrics").exists()
@@ -106,9 +113,20 @@ def test_restore_cli_names_a_non_hinet_weights_file(tmp_path, photo):
     save_file({"fc.weight": torch.zeros(2, 3), "fc.bias": torch.zeros(2)}, str(foreign))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "pipeline.restore", "--weights", str(foreign), "--input", str(photo), "--output",
-         str(tmp_path / "out")],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.restore",
+            "--weights",
+            str(foreign),
+            "--input",
+            str(photo),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 2
     assert run.stderr == f"error: {foreign}: state dict has no 'conv_01.weight': not a HINet checkpoint\n"

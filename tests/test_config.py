@@ -66,28 +66,41 @@ def _params_with(tmp_path: Path, **changes) -> Path:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"foo": 1}, "unknown key(s) ['foo']; known: ['data', 'ensemble', 'launch', 'models', 'package', 'paths', "
-                     "'pretrain', 'tta']"),
+        (
+            {"foo": 1},
+            "unknown key(s) ['foo']; known: ['data', 'ensemble', 'launch', 'models', 'package', 'paths', "
+            "'pretrain', 'tta']",
+        ),
         ({"tta__tile": 0}, "tta.tile: got 0, must be >= 1"),
         ({"tta__tile": 256, "tta__overlap": 256}, "tta.overlap: got 256, must be in [0, tta.tile=256)"),
-        ({"tta__crops__n": 0},
-         "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'x8', 'x8+crops'])"),
-        ({"tta__crops__n": 0, "tta__ladder": ["plain", "crops"], "tta__submit": "crops"},
-         "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'crops'])"),
+        (
+            {"tta__crops__n": 0},
+            "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'x8', 'x8+crops'])",
+        ),
+        (
+            {"tta__crops__n": 0, "tta__ladder": ["plain", "crops"], "tta__submit": "crops"},
+            "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'crops'])",
+        ),
         ({"tta__crops__size": 0}, "tta.crops.size: got 0, must be >= 1"),
         ({"models__wd_s2__steps": 0}, "models.wd_s2.steps: got 0, must be >= 1"),
         ({"models__wd_s1__global_batch": -2}, "models.wd_s1.global_batch: got -2, must be >= 1"),
-        ({"models__wd_s1__export": "average:2"},
-         "models.wd_s1.snapshot_every: got 0, must be > 0 when export is 'average:2' (it averages snapshots)"),
+        (
+            {"models__wd_s1__export": "average:2"},
+            "models.wd_s1.snapshot_every: got 0, must be > 0 when export is 'average:2' (it averages snapshots)",
+        ),
         ({"launch__processes": 0}, "launch.processes: got 0, must be >= 1"),
         ({"pretrain__patch_size": 0}, "pretrain.patch_size: got 0, must be >= 1"),
         ({"models__wd_s3__lr": 0.0}, "models.wd_s3.lr: got 0.0, must be a finite number > 0"),
-        ({"ensemble__members": ["wd_s1", "wd_s9"]},
-         "ensemble.members: got ['wd_s1', 'wd_s9'], must be names of models (['wd_s9'] are not; models: "
-         "['wd_s1', 'wd_s2', 'wd_s3'])"),
-        ({"ensemble__weights": [1.0, 2.0]},
-         "ensemble.weights: got [1.0, 2.0], must be one weight per member (3: ['wd_s1', 'wd_s2', 'wd_s3']) or empty "
-         "for equal weights"),
+        (
+            {"ensemble__members": ["wd_s1", "wd_s9"]},
+            "ensemble.members: got ['wd_s1', 'wd_s9'], must be names of models (['wd_s9'] are not; models: "
+            "['wd_s1', 'wd_s2', 'wd_s3'])",
+        ),
+        (
+            {"ensemble__weights": [1.0, 2.0]},
+            "ensemble.weights: got [1.0, 2.0], must be one weight per member (3: ['wd_s1', 'wd_s2', 'wd_s3']) or empty "
+            "for equal weights",
+        ),
         ({"data__workers": 0}, "data.workers: got 0, must be >= 1"),
         ({"data__synth__width": 100}, "data.synth.width: got 100, must be a positive multiple of 16 (HINet input)"),
     ],
@@ -161,8 +174,11 @@ def test_every_stage_depends_on_its_script_and_the_library_code_it_imports():
         script = next(t for t in stage["cmd"].split() if t.endswith(".py"))
         deps = [d for d in stage["deps"] if "${" not in d]
         assert script in deps, f"{name}: its script {script} is not a dep"
-        missing = [f.relative_to(REPO).as_posix() for f in _pipeline_imports(REPO / script, set())
-                   if f.name != "__init__.py" and not _covered(f, deps)]
+        missing = [
+            f.relative_to(REPO).as_posix()
+            for f in _pipeline_imports(REPO / script, set())
+            if f.name != "__init__.py" and not _covered(f, deps)
+        ]
         assert not missing, f"stage {name} imports {missing} but does not list them in deps"
 
 
@@ -171,8 +187,14 @@ def test_training_depends_on_training_code_and_data_only():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for stage in (dvc["stages"]["train"]["do"], dvc["stages"]["pretrain"]):
         deps = stage["deps"]
-        for banned in ("pipeline/inference.py", "pipeline/predict.py", "pipeline/ensemble.py", "${paths.data}",
-                       "data/prepared", "${paths.data}/index/test300.csv"):
+        for banned in (
+            "pipeline/inference.py",
+            "pipeline/predict.py",
+            "pipeline/ensemble.py",
+            "${paths.data}",
+            "data/prepared",
+            "${paths.data}/index/test300.csv",
+        ):
             assert banned not in deps, banned
         data = [d.split("/index/")[-1].split("/")[-1] for d in deps if "index/" in d or d.endswith("patches")]
         assert data == ["train.csv", "val300.csv", "val300.json", "patches"]
@@ -199,7 +221,10 @@ def test_pretrain_stage_paths_match_params_and_it_is_frozen():
         f"{paths.data}/patches",
     ]  # fmt: skip
     outs = [next(iter(o)) for o in stage["outs"] + stage["metrics"] + stage["plots"]]
-    assert outs == [f"{paths.pretrained}/base.safetensors", f"{paths.pretrained}/base.json",
-                    f"{paths.pretrained}/base_curve.png"]
+    assert outs == [
+        f"{paths.pretrained}/base.safetensors",
+        f"{paths.pretrained}/base.json",
+        f"{paths.pretrained}/base_curve.png",
+    ]
     # Every member fine-tuned from the base depends on its weights.
     assert "${paths.pretrained}/base.safetensors" in dvc["stages"]["train"]["do"]["deps"]

@@ -204,8 +204,9 @@ def test_moving_the_data_set_changes_only_the_root_record(reds: Path, tmp_path: 
     from pipeline.data.prepare import prepare
 
     def run(root: Path, name: str) -> dict[str, bytes]:
-        paths = PathsConfig(data=str(tmp_path / name / "data"), metrics=str(tmp_path / name / "m"),
-                            plots=str(tmp_path / name / "p"))
+        paths = PathsConfig(
+            data=str(tmp_path / name / "data"), metrics=str(tmp_path / name / "m"), plots=str(tmp_path / name / "p")
+        )
         prepare(DataConfig(source="reds", root=str(root), workers=1, patch_size=16, patch_stride=16), paths)
         out = Path(paths.data)
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}

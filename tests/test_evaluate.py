@@ -137,8 +137,16 @@ def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
     assert out["model"] == "m1" and out["params"] == 1234 and out["frames"] == 3
     assert out["input"]["psnr"] == pytest.approx(psnr_of_offset(10), abs=1e-4)
     assert set(out["tta"]) == {"plain", "x8"}
-    assert set(out["tta"]["x8"]) == {"psnr", "ssim", "ssim3d", "gain_db", "seconds_per_frame", "device", "precision",
-                                     "settings"}
+    assert set(out["tta"]["x8"]) == {
+        "psnr",
+        "ssim",
+        "ssim3d",
+        "gain_db",
+        "seconds_per_frame",
+        "device",
+        "precision",
+        "settings",
+    }
     # HINet's 3D SSIM is scored beside the 2D one (mean of the per-frame values in the CSV).
     assert 0.99 < out["tta"]["x8"]["ssim3d"] <= 1
     assert out["tta"]["plain"]["psnr"] == pytest.approx(psnr_of_offset(5), abs=1e-4)

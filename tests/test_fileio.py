@@ -58,8 +58,13 @@ def test_a_rewrite_removes_the_temps_a_killed_write_left(tmp_path):
     for folder in stale:  # what kill -9 during atomic_dir leaves: today's temp, an old mkdtemp one, a half swap
         (folder / "index").mkdir(parents=True)
         (folder / "index" / "train.csv").write_text("partial")
-    unrelated = [tmp_path / ".prepared2.abcdefgh.tmp", tmp_path / ".other.abcdefgh.tmp", tmp_path / ".prepared.tmpx",
-                 tmp_path / "prepared.txt", tmp_path / ".prepared.toolongname.tmp"]
+    unrelated = [
+        tmp_path / ".prepared2.abcdefgh.tmp",
+        tmp_path / ".other.abcdefgh.tmp",
+        tmp_path / ".prepared.tmpx",
+        tmp_path / "prepared.txt",
+        tmp_path / ".prepared.toolongname.tmp",
+    ]
     for folder in unrelated:
         folder.mkdir()
     with atomic_dir(target) as tmp:
@@ -90,8 +95,9 @@ def test_a_failed_write_leaves_no_temp_and_keeps_the_old_output(tmp_path):
     assert (tmp_path / "a.txt").read_text() == "old"
 
 
-@pytest.mark.parametrize(("name", "kind", "why"), [("cut.png", "PNG", "no IEND chunk"),
-                                                  ("cut.jpg", "JPEG", "no end-of-image marker")])
+@pytest.mark.parametrize(
+    ("name", "kind", "why"), [("cut.png", "PNG", "no IEND chunk"), ("cut.jpg", "JPEG", "no end-of-image marker")]
+)
 def test_images_cut_in_half_are_reported_truncated(tmp_path, name, kind, why):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)

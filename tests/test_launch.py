@@ -50,12 +50,22 @@ def test_more_processes_than_devices_is_a_clear_error():
 
 def test_cli_dry_run_and_error_line(tmp_path: Path):
     (tmp_path / "params.yaml").write_text("launch: {processes: 1}\n")
-    out = subprocess.run([sys.executable, "-m", "pipeline.launch", "--dry-run", "stages/train.py", "--model", "m"],
-                         cwd=tmp_path, capture_output=True, text=True, env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.launch", "--dry-run", "stages/train.py", "--model", "m"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
+    )
     assert out.returncode == 0, out.stderr
     assert "accelerate.commands.launch" in out.stdout and out.stdout.rstrip().endswith("stages/train.py --model m")
     (tmp_path / "params.yaml").write_text("launch: {processes: 64}\n")
-    bad = subprocess.run([sys.executable, "-m", "pipeline.launch", "stages/train.py"], cwd=tmp_path,
-                         capture_output=True, text=True, env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""})
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipeline.launch", "stages/train.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: launch.processes is 64 but this CPU-only machine")
     assert "Traceback" not in bad.stderr

@@ -215,8 +215,9 @@ def test_same_weights_and_metadata_give_the_same_bytes(tmp_path):
     assert size % 8 == 0 and list(header["__metadata__"]) == sorted(header["__metadata__"])
     assert read_metadata(paths[0])["metadata"] == dict(items)
     rebuilt = load_model(paths[0])
-    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("wrap", ["params", "params_ema", "raw"])

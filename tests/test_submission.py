@@ -258,8 +258,10 @@ def test_describe_run_names_members_tta_and_the_weights_used():
         ensemble=EnsembleConfig(members=("wd_s1", "wd_s2", "wd_s3"), fit=True),
     )  # fmt: skip
     text = describe_run(params, {"wd_s1": 0.0, "wd_s2": 0.25, "wd_s3": 0.75})
-    assert text.startswith("HINet ensemble of 3: wd_s1=hinet-0.5x wf16 +1 res blocks (600 steps); "
-                           "wd_s2=hinet-0.5x wf16 +1 res blocks (600 steps from base);")
+    assert text.startswith(
+        "HINet ensemble of 3: wd_s1=hinet-0.5x wf16 +1 res blocks (600 steps); "
+        "wd_s2=hinet-0.5x wf16 +1 res blocks (600 steps from base);"
+    )
     assert f"TTA: {params.tta.submit}" in text
     assert text.endswith("Ensemble weights: wd_s1=0, wd_s2=0.25, wd_s3=0.75 (fitted on part of val-300).")
     equal = dataclasses.replace(params, ensemble=EnsembleConfig(members=("wd_s1", "wd_s2", "wd_s3")))
@@ -274,8 +276,7 @@ def _phase_tree(tmp_path: Path, split: str, n: int):
 
     from pipeline.config import PackageConfig, Params, PathsConfig
 
-    paths = PathsConfig(data=str(tmp_path / "data"), ensemble=str(tmp_path / "ens"),
-                        submissions=str(tmp_path / "sub"))
+    paths = PathsConfig(data=str(tmp_path / "data"), ensemble=str(tmp_path / "ens"), submissions=str(tmp_path / "sub"))
     names = [f"{s:03d}_00000009" for s in range(n)]
     (tmp_path / "data/index").mkdir(parents=True)
     pd.DataFrame({"name": names, "height": 16, "width": 32}).to_csv(tmp_path / f"data/index/{split}.csv", index=False)

@@ -51,10 +51,17 @@ TINY_MODEL = {
 def workdir(tmp_path_factory) -> Path:
     """A project folder with a prepared tiny synthetic REDS and a params.yaml with one tiny model."""
     root = tmp_path_factory.mktemp("train")
-    synth = SynthConfig(height=64, width=96, train_sequences=2, val_sequences=1, test_sequences=1,
-                        frames_per_sequence=10, subframes=5)
-    paths = PathsConfig(data=str(root / "data"), synthetic_reds=str(root / "data" / "reds"), runs=str(root / "runs"),
-                        models=str(root / "models"), metrics=str(root / "metrics"), plots=str(root / "plots"))
+    synth = SynthConfig(
+        height=64, width=96, train_sequences=2, val_sequences=1, test_sequences=1, frames_per_sequence=10, subframes=5
+    )
+    paths = PathsConfig(
+        data=str(root / "data"),
+        synthetic_reds=str(root / "data" / "reds"),
+        runs=str(root / "runs"),
+        models=str(root / "models"),
+        metrics=str(root / "metrics"),
+        plots=str(root / "plots"),
+    )
     cwd = os.getcwd()
     os.chdir(root)
     try:
@@ -155,9 +162,14 @@ def test_stop_early_keeps_checkpoint_and_other_recipe_starts_fresh(workdir):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["models"]["tiny"]["lr"] = 5.0e-4
     other.write_text(yaml.safe_dump(params))
-    proc = subprocess.run([sys.executable, str(TRAIN), "--model", "tiny", "--params", str(other), "--cpu"],
-                          cwd=workdir, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN), "--model", "tiny", "--params", str(other), "--cpu"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "made by another recipe, code, data or process count" in proc.stdout + proc.stderr
     assert _metrics(workdir)["resumed_from_step"] == 0
@@ -203,9 +215,14 @@ def test_ema_weights_are_what_is_saved(workdir):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["models"]["tiny"].update(ema_decay=0.5, steps=6, val_every=6, save_every=3)
     (workdir / "params_ema.yaml").write_text(yaml.safe_dump(params))
-    proc = subprocess.run([sys.executable, str(TRAIN), "--model", "tiny", "--params", "params_ema.yaml", "--cpu"],
-                          cwd=workdir, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN), "--model", "tiny", "--params", "params_ema.yaml", "--cpu"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = _metrics(workdir)
     assert m["steps"] == 6
@@ -216,9 +233,16 @@ def test_ema_weights_are_what_is_saved(workdir):
     params["models"]["tiny"]["ema_decay"] = 0.0
     (workdir / "params_ema.yaml").write_text(yaml.safe_dump(params))
     _clean(workdir)
-    assert subprocess.run([sys.executable, str(TRAIN), "--model", "tiny", "--params", "params_ema.yaml", "--cpu"],
-                          cwd=workdir, capture_output=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, str(TRAIN), "--model", "tiny", "--params", "params_ema.yaml", "--cpu"],
+            cwd=workdir,
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        ).returncode
+        == 0
+    )
     raw = _state(workdir)
     assert not torch.equal(saved["last.weight"], raw["last.weight"])
 
@@ -297,8 +321,11 @@ def test_bad_pretrained_base_stops_training_naming_the_file(workdir, case):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {base}: "), proc.stderr[-2000:]
-    expected = {"missing": "no such checkpoint file", "corrupt": "not a readable safetensors file",
-                "other-architecture": "unexpected keys"}[case]
+    expected = {
+        "missing": "no such checkpoint file",
+        "corrupt": "not a readable safetensors file",
+        "other-architecture": "unexpected keys",
+    }[case]
     assert expected in last and "Traceback" not in proc.stderr
     if case == "other-architecture":
         assert "extra_blocks" in last  # names the architectural difference

@@ -139,8 +139,11 @@ class ValFrames(Dataset):
             from pipeline.evaluate import score_inputs
 
             per_image = score_inputs(self.table, workers=workers)
-            self._input_scores = {"psnr": float(per_image["psnr"].mean()), "ssim": float(per_image["ssim"].mean()),
-                                  "frames": len(per_image)}
+            self._input_scores = {
+                "psnr": float(per_image["psnr"].mean()),
+                "ssim": float(per_image["ssim"].mean()),
+                "frames": len(per_image),
+            }
         return dict(self._input_scores)
 
     def __len__(self) -> int:
