@@ -329,7 +329,8 @@ def _plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
         x = np.arange(len(ladder))
         lo, hi = ladder["psnr"].min(), ladder["psnr"].max()
         pad = max(0.25 * (hi - lo), 0.05)
-        ax.bar(x, ladder["psnr"] - (lo - pad), bottom=lo - pad, color="tab:blue", alpha=0.8)
+        base = lo - pad
+        ax.bar(x, ladder["psnr"] - base, bottom=base, color="tab:blue", alpha=0.8)
         ax.step(x, ladder["psnr"], where="mid", color="k", lw=0.8)
         has_ci = "ci_low" in ladder and ladder["ci_low"].notna().any()
         for i, r in ladder.iterrows():
@@ -337,15 +338,16 @@ def _plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
             top = r["psnr"]
             if i and has_ci and np.isfinite(r["ci_low"]):
                 prev = ladder["psnr"].iloc[i - 1]  # the step's 95% interval, drawn from the previous step's level
-                lo, hi = prev + r["ci_low"], prev + r["ci_high"]
+                c_lo, c_hi = prev + r["ci_low"], prev + r["ci_high"]
                 ax.errorbar(
-                    i, r["psnr"], yerr=[[r["psnr"] - lo], [hi - r["psnr"]]], fmt="none", ecolor="k", capsize=5, lw=1.2
+                    i, r["psnr"], yerr=[[r["psnr"] - c_lo], [c_hi - r["psnr"]]], fmt="none", ecolor="k", capsize=5
                 )
                 note += f"\n[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else "\nn.s.")
-                top = max(top, hi)
+                top = max(top, c_hi)
             ax.text(i, top + pad * 0.08, note, ha="center", va="bottom", fontsize=8)
         top = max(hi, float((ladder["psnr"].shift(1) + ladder["ci_high"]).max(skipna=True) or hi)) if has_ci else hi
-        ax.set_ylim(lo - pad, top + 3 * pad)
+        bottom = min(lo, float((ladder["psnr"].shift(1) + ladder["ci_low"]).min(skipna=True) or lo)) if has_ci else lo
+        ax.set_ylim(bottom - pad, top + 3 * pad)
         ax.set_xticks(x, ladder["step"], rotation=10, fontsize=9)
         cells = [
             [
