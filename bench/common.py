@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 import re
 import statistics
 import time
@@ -34,13 +33,9 @@ __all__ = [
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from pipeline.train import cpu_model
+
+    return cpu_model()
 
 
 def _cpu_flags() -> set[str]:

@@ -532,6 +532,20 @@ def _resume(run: _Run) -> tuple[int, float, dict]:
     return start_step, prior_wall, best
 
 
+def _checkpoint(run: _Run, step: int, wall_s: float, best: dict) -> None:
+    """Save this run's resumable state at ``step`` (see :func:`_save_checkpoint`)."""
+    _save_checkpoint(
+        run.accelerator,
+        run.out.checkpoints,
+        step,
+        run.fingerprint,
+        run.cfg.keep_checkpoints,
+        wall_s,
+        best,
+        config_fingerprint(run.cfg),
+    )
+
+
 def _snapshot(run: _Run, net: torch.nn.Module, path: Path, step: int) -> None:
     """Save a copy of the evaluated (EMA) weights as a safetensors snapshot (main process only)."""
     if run.accelerator.is_main_process:
@@ -615,16 +629,7 @@ def _loop(run: _Run, start_step: int, stop_at: int, prior_wall: float, best: dic
             net = copy.deepcopy(_unwrap_for_eval(acc, run.model, run.ema)).eval()
             _snapshot(run, net, out.snapshots / f"step_{step:08d}.safetensors", step)
         if cfg.save_every and step % cfg.save_every == 0 and step < stop_at:
-            _save_checkpoint(
-                acc,
-                out.checkpoints,
-                step,
-                run.fingerprint,
-                cfg.keep_checkpoints,
-                prior_wall + time.perf_counter() - t0,
-                best,
-                config_fingerprint(cfg),
-            )
+            _checkpoint(run, step, prior_wall + time.perf_counter() - t0, best)
     bar.close()
     return step, time.perf_counter() - t0, best
 
@@ -663,16 +668,7 @@ def _finalize(
     """Export the member, write its metrics and curve; keep the training state so the run can be continued."""
     acc, cfg, out = run.accelerator, run.cfg, run.out
     # The finished state is kept (as a checkpoint), so `steps` can be raised and the run continued.
-    _save_checkpoint(
-        acc,
-        out.checkpoints,
-        step,
-        run.fingerprint,
-        cfg.keep_checkpoints,
-        prior_wall + wall,
-        best,
-        config_fingerprint(cfg),
-    )
+    _checkpoint(run, step, prior_wall + wall, best)
     final_net = _unwrap_for_eval(acc, run.model, run.ema)
     hashes = acc.gather_for_metrics([_weights_hash(final_net)], use_gather_object=True)
     curve = read_live_curve(out.live_dir) if acc.is_main_process else pd.DataFrame(columns=["step"])
@@ -782,16 +778,7 @@ def train_model(
     stop_at = cfg.steps if max_steps_this_run is None else min(cfg.steps, start_step + max_steps_this_run)
     step, wall, best = _loop(run, start_step, stop_at, prior_wall, best)
     if step < cfg.steps:  # stopped early on purpose (max_steps_this_run): leave a checkpoint, write nothing final
-        _save_checkpoint(
-            run.accelerator,
-            out.checkpoints,
-            step,
-            run.fingerprint,
-            cfg.keep_checkpoints,
-            prior_wall + wall,
-            best,
-            config_fingerprint(cfg),
-        )
+        _checkpoint(run, step, prior_wall + wall, best)
         run.accelerator.end_training()
         return {"step": step, "finished": False}
     metrics = _finalize(run, step, start_step, wall, prior_wall, best, provenance)
