@@ -126,7 +126,7 @@ class SynthConfig:
     width: int = 320
     train_sequences: int = 40
     val_sequences: int = 30
-    test_sequences: int = 15
+    test_sequences: int = 15  # 0 renders no test/ (the development phase: package.split val300)
     frames_per_sequence: int = 20
     val_photos: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "grace_hopper")
     test_photos: tuple[str, ...] = ("immunohistochemistry", "hubble_deep_field", "retina")
@@ -150,7 +150,8 @@ class SynthConfig:
             self.subframes,
             "odd (the sharp frame is the middle one)",
         )
-        _require_counts(self, 1, "frames_per_sequence", "train_sequences", "val_sequences", "test_sequences")
+        _require_counts(self, 1, "frames_per_sequence", "train_sequences", "val_sequences")
+        _require_counts(self, 0, "test_sequences")  # 0: no test/ folder, the development phase
         _require(1 <= self.jpeg_quality <= 100, at, "jpeg_quality", self.jpeg_quality, "in 1..100")
         _require(self.gamma > 0, at, "gamma", self.gamma, "> 0")
         for name in ("val_photos", "test_photos"):
@@ -185,7 +186,10 @@ class DataConfig:
     source: str = "synthetic"  # synthetic | reds
     root: str = ""  # REDS root for source=reds; ignored for synthetic (paths.synthetic_reds is used)
     workers: int = 2
-    patch_size: int = 0  # sub-image size extracted once for fast training input (0 disables)
+    store: str = "shards"  # how training reads pairs: shards | frames | patches (pipeline/data/prepare.py)
+    shard_frames: int = 1000  # frames per shard file (full REDS train: 24 shards)
+    shard_block: int = 64  # tile side in a shard; a crop decodes the tiles it touches
+    patch_size: int = 0  # with store=patches: sub-image size extracted once
     patch_stride: int = 128
     patch_format: str = "png"  # png (compact) | npy (raw memmap, no decoding; raw-size on disk)
     contact_sheet_pairs: int = 4
@@ -200,9 +204,18 @@ class DataConfig:
             self.root,
             "the folder of a REDS download when data.source is 'reds'",
         )
-        _require_counts(self, 1, "workers", "patch_stride", "contact_sheet_pairs")
+        _require_counts(self, 1, "workers", "patch_stride", "contact_sheet_pairs", "shard_frames")
         _require_counts(self, 0, "patch_size")
         _require_choice(self, "patch_format", ("png", "npy"))
+        _require_choice(self, "store", ("shards", "frames", "patches"))
+        _require(
+            (self.store == "patches") == (self.patch_size > 0),
+            self.SECTION,
+            "patch_size",
+            self.patch_size,
+            "> 0 exactly when data.store is 'patches' (it is only read then)",
+        )
+        _require(8 <= self.shard_block <= 1024, self.SECTION, "shard_block", self.shard_block, "in [8, 1024]")
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,7 @@ _TRAINING_CODE = (
     "device.py",
     "data/dataset.py",
     "data/patches.py",
+    "data/shards.py",
     "models/hinet.py",
     "models/registry.py",
     "models/weights.py",

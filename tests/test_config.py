@@ -90,6 +90,11 @@ def _params_with(tmp_path: Path, **changes) -> Path:
         ),
         ({"launch__processes": 0}, "launch.processes: got 0, must be >= 1"),
         ({"pretrain__patch_size": 0}, "pretrain.patch_size: got 0, must be >= 1"),
+        (
+            {"data__patch_size": 256},
+            "data.patch_size: got 256, must be > 0 exactly when data.store is 'patches' (it is only read then)",
+        ),
+        ({"data__store": "lmdb"}, "data.store: got 'lmdb', must be one of ['shards', 'frames', 'patches']"),
         ({"models__wd_s3__lr": 0.0}, "models.wd_s3.lr: got 0.0, must be a finite number > 0"),
         (
             {"ensemble__members": ["wd_s1", "wd_s9"]},
@@ -196,8 +201,8 @@ def test_training_depends_on_training_code_and_data_only():
             "${paths.data}/index/test300.csv",
         ):
             assert banned not in deps, banned
-        data = [d.split("/index/")[-1].split("/")[-1] for d in deps if "index/" in d or d.endswith("patches")]
-        assert data == ["train.csv", "val300.csv", "val300.json", "patches"]
+        data = [d.split("/")[-1] for d in deps if "index/" in d or d.endswith(("patches", "shards"))]
+        assert data == ["train.csv", "val300.csv", "val300.json", "patches", "shards"]
 
 
 def test_training_params_never_include_tta_or_ensemble():
@@ -218,7 +223,7 @@ def test_pretrain_stage_paths_match_params_and_it_is_frozen():
     assert stage["frozen"] is True and stage["params"] == ["pretrain"]
     assert [d for d in stage["deps"] if d.startswith(paths.data)] == [
         f"{paths.data}/index/train.csv", f"{paths.data}/index/val300.csv", f"{paths.data}/index/val300.json",
-        f"{paths.data}/patches",
+        f"{paths.data}/patches", f"{paths.data}/shards",
     ]  # fmt: skip
     outs = [next(iter(o)) for o in stage["outs"] + stage["metrics"] + stage["plots"]]
     assert outs == [

@@ -155,7 +155,9 @@ def _paths(tmp: Path) -> PathsConfig:
 @pytest.mark.parametrize("case", ["blur without sharp", "truncated png", "frame gap"])
 def test_prepare_leaves_no_outputs(reds: Path, tmp_path: Path, case: str):
     paths = _paths(tmp_path)
-    cfg = DataConfig(source="reds", root=str(reds), workers=1, patch_size=16, patch_stride=16, contact_sheet_pairs=1)
+    cfg = DataConfig(
+        source="reds", root=str(reds), workers=1, store="patches", patch_size=16, patch_stride=16, contact_sheet_pairs=1
+    )
     prepare(cfg, paths)  # a good run first: its outputs must not survive the failing one
     assert (Path(paths.metrics) / "data.json").is_file()
     expected = _break(reds, case)
@@ -169,7 +171,9 @@ def test_prepare_reds_outputs(reds: Path, tmp_path: Path):
     from pipeline.metrics import psnr, ssim
 
     paths = _paths(tmp_path)
-    cfg = DataConfig(source="reds", root=str(reds), workers=1, patch_size=16, patch_stride=8, contact_sheet_pairs=2)
+    cfg = DataConfig(
+        source="reds", root=str(reds), workers=1, store="patches", patch_size=16, patch_stride=8, contact_sheet_pairs=2
+    )
     stats = prepare(cfg, paths)
     tables = index_reds(reds, workers=1)
     for split in ("train", "val", "val300", "test300"):
@@ -207,7 +211,8 @@ def test_moving_the_data_set_changes_only_the_root_record(reds: Path, tmp_path: 
         paths = PathsConfig(
             data=str(tmp_path / name / "data"), metrics=str(tmp_path / name / "m"), plots=str(tmp_path / name / "p")
         )
-        prepare(DataConfig(source="reds", root=str(root), workers=1, patch_size=16, patch_stride=16), paths)
+        cfg = DataConfig(source="reds", root=str(root), workers=1, store="patches", patch_size=16, patch_stride=16)
+        prepare(cfg, paths)
         out = Path(paths.data)
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 

@@ -175,7 +175,7 @@ def test_prepare_synthetic(tmp_path: Path, nested: bool):
         metrics=str(tmp_path / "m"),
         plots=str(tmp_path / "p"),
     )
-    cfg = DataConfig(workers=1, patch_size=32, patch_stride=32, contact_sheet_pairs=1, synth=TINY)
+    cfg = DataConfig(workers=1, store="patches", patch_size=32, patch_stride=32, contact_sheet_pairs=1, synth=TINY)
     stats = prepare(cfg, paths)
     assert stats["counts"]["train"] == 20 and stats["counts"]["patches"] == 20 * 2 * 3
     assert 15.0 < stats["input"]["psnr"] < 40.0
@@ -187,3 +187,24 @@ def test_prepare_synthetic(tmp_path: Path, nested: bool):
     assert prepare(cfg, paths) == stats
     # Outside the data dir the rendered tree is reused while its manifest matches; inside it is rebuilt with it.
     assert ((synth_root / "manifest.json").stat().st_mtime_ns == stamp) is not nested
+
+
+def test_prepare_stores_training_frames_in_shards_by_default(tmp_path: Path):
+    from pipeline.config import DataConfig, PathsConfig
+    from pipeline.data.dataset import PairedPatchDataset
+    from pipeline.data.prepare import prepare
+    from pipeline.data.reds import read_index
+    from pipeline.data.shards import ShardSet
+
+    paths = PathsConfig(data=str(tmp_path / "data"), synthetic_reds=str(tmp_path / "data/reds"),
+                        metrics=str(tmp_path / "m"), plots=str(tmp_path / "p"))  # fmt: skip
+    stats = prepare(DataConfig(workers=1, shard_frames=8, contact_sheet_pairs=1, synth=TINY), paths)
+    assert stats["store"] == "shards" and stats["shards"]["files"] == 3  # 20 frames, 8 per shard
+    shards = ShardSet(tmp_path / "data/shards")
+    train = read_index(tmp_path / "data/index/train.csv")
+    assert shards.names == train["name"].tolist()
+    assert stats["shards"]["bytes"] == sum(p.stat().st_size for p in (tmp_path / "data/shards").glob("*.shard"))
+    frames, stored = PairedPatchDataset(train, 32), PairedPatchDataset.from_prepared(tmp_path / "data", 32)
+    assert stored.shards is not None
+    for i in (0, 7, 19):
+        assert all(a.equal(b) for a, b in zip(frames.sample(i, seed=1), stored.sample(i, seed=1), strict=True))

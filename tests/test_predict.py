@@ -140,3 +140,66 @@ def test_interrupted_inference_resumes_only_missing_frames_and_ends_identical(tm
     for m in modes:
         assert _tree_bytes(out[m]) == _tree_bytes(tmp_path / "clean" / m)
         assert again[m]["frames"] == clean[m]["frames"] == 4
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import torch
+import pipeline.predict as predict
+from pipeline.config import CropsConfig
+from pipeline.models import create_model
+
+csv, out, scratch, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+writes = []
+real = predict.write_image
+
+
+def write_then_die(path, img, **kw):
+    # png16 of frame kill_at is on disk; SIGKILL before its png8 and its times record: a half-finished frame
+    writes.append(path)
+    if len(writes) == kill_at + 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, img, **kw)
+
+
+if kill_at >= 0:
+    predict.write_image = write_then_die
+torch.manual_seed(0)
+model = create_model("hinet-tiny").eval()
+predict.predict_ladder(model, csv, {"x8": out}, tile=32, overlap=8, batch=8, precision="fp32",
+                       crops=CropsConfig(n=3, size=16), progress=False, scratch=scratch)
+"""
+
+
+def test_kill_9_mid_frame_then_rerun_restores_only_the_missing_frames(tmp_path):
+    """A real SIGKILL in a child process, half-way through frame 4 of 6 (after its 16-bit PNG, before its 8-bit one):
+    nothing is published; the rerun restores exactly the 3 frames not finished and ends byte-identical."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    names = [f"{s:03d}_00000009" for s in range(6)]
+    csv = make_index(tmp_path, names=names)
+    script = tmp_path / "run.py"
+    script.write_text(_KILLED_RUN)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+
+    def run(out: str, scratch: str, kill_at: int) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(script), str(csv), str(tmp_path / out), str(tmp_path / scratch), str(kill_at)]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+    killed = run("out", "scratch", kill_at=3)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (tmp_path / "out").exists()  # nothing published
+    assert sorted(p.stem for p in (tmp_path / "scratch/times").iterdir()) == names[:3]
+    assert (tmp_path / "scratch/x8/png16" / f"{names[3]}.png").is_file()  # the half-finished frame's first file
+
+    rerun = run("out", "scratch", kill_at=-1)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "restored 3 frame(s), reused 3" in rerun.stdout
+    clean = run("clean", "clean_scratch", kill_at=-1)
+    assert clean.returncode == 0, clean.stderr
+    assert _tree_bytes(tmp_path / "out") == _tree_bytes(tmp_path / "clean") and len(_tree_bytes(tmp_path / "out")) == 12
+    assert json.loads((tmp_path / "out/runtime.json").read_text())["frames"] == 6

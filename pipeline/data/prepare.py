@@ -4,7 +4,9 @@ extract training patches, and report statistics and a contact sheet.
 Outputs (all atomic; on any failure none of them is left looking finished):
 ``paths.data/index/{train,val,val300,test300}.csv`` (paths relative to the REDS root, with each file's md5),
 ``paths.data/index/root.json`` (the root), ``paths.data/index/val300.json`` (the val-300 input scores),
-``paths.data/patches/index.csv`` (empty without patches), ``paths.data/stats.json``, ``paths.metrics/data.json``
+``paths.data/shards/`` (training pairs in a few block-compressed files, with ``index.json``; an index of no shards
+unless ``data.store`` is ``shards``), ``paths.data/patches/index.csv`` (empty unless ``data.store`` is ``patches``),
+``paths.data/stats.json``, ``paths.metrics/data.json``
 (same statistics) and ``paths.plots/data_contact_sheet.png``. Later stages depend on single files of this folder
 (training: the train and val-300 index, the val-300 input scores, the patches), and only ``root.json`` names the root,
 so moving the data set (same files, new ``data.root``) reruns ``prepare`` and nothing after it.
@@ -22,6 +24,7 @@ import pandas as pd
 from pipeline.config import DataConfig, PathsConfig
 from pipeline.data.patches import PATCH_COLUMNS, extract_patches
 from pipeline.data.reds import ROOT_FILE, index_reds, relative_index
+from pipeline.data.shards import write_shards
 from pipeline.data.synth import manifest_matches, synthesize_reds
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
 
@@ -110,7 +113,14 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
             relative_index(table, built).to_csv(tmp / "index" / f"{split}.csv", index=False)
         write_json(tmp / "index" / ROOT_FILE, {"root": str(root)})
         patches = 0
-        if cfg.patch_size > 0:
+        shards = write_shards(
+            tables["train"] if cfg.store == "shards" else tables["train"].iloc[:0],
+            tmp / "shards",
+            frames_per_shard=cfg.shard_frames,
+            block=cfg.shard_block,
+            workers=cfg.workers,
+        )
+        if cfg.store == "patches":
             patch_index = extract_patches(
                 tables["train"],
                 tmp / "patches",
@@ -138,6 +148,8 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
                 "test300": len(tables["test300"]),
                 "patches": patches,
             },
+            "store": cfg.store,
+            "shards": {"files": len(shards["shards"]), "bytes": shards["bytes"], "block": cfg.shard_block},
             "patch": {"size": cfg.patch_size, "stride": cfg.patch_stride, "format": cfg.patch_format},
             "input": input_scores(val300, workers=cfg.workers),
         }
