@@ -160,6 +160,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/rehearsal-720p"))
     ap.add_argument("--ladder-frames", type=int, default=3)
+    ap.add_argument("--preset", default="presets/rehearsal-720p.yaml", help="a smaller preset for a smoke run")
     ap.add_argument("--skip-pipeline", action="store_true", help="reuse the stages already run in --work")
     args = ap.parse_args()
     work = args.work.resolve()
@@ -169,7 +170,7 @@ def main() -> None:
         if work.exists():
             shutil.rmtree(work)
         _sh(["git", "clone", "-q", str(REPO), str(work)], REPO, env)
-        shutil.copy(work / "presets/rehearsal-720p.yaml", work / "params.yaml")
+        shutil.copy(REPO / args.preset, work / "params.yaml")
         render = (
             "from pipeline.config import load_params; from pipeline.data.synth import synthesize_reds; "
             "p = load_params('params.yaml'); synthesize_reds(p.data.synth, p.paths.synthetic_reds, workers=2)"

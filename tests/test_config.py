@@ -23,6 +23,18 @@ def test_params_yaml_and_presets_load():
         assert set(p.ensemble.members) <= set(p.models), preset
 
 
+def test_every_preset_names_every_path_dvc_yaml_templates():
+    """``cp presets/X.yaml params.yaml && dvc repro`` templates dvc.yaml from the raw file: a missing key is a DVC
+    parse error, not a default."""
+    import re
+
+    used = set(re.findall(r"\$\{paths\.(\w+)\}", (REPO / "dvc.yaml").read_text()))
+    assert {"data", "models", "pretrained", "live"} <= used
+    for path in [REPO / "params.yaml", *sorted((REPO / "presets").glob("*.yaml"))]:
+        raw = yaml.safe_load(path.read_text())
+        assert not used - set(raw["paths"]), f"{path.name} lacks paths {sorted(used - set(raw['paths']))}"
+
+
 def test_public_reds_recipe_is_expressed_exactly():
     cfg = load_params(REPO / "presets" / "reds-public.yaml").models["hinet"]
     assert (cfg.variant, cfg.steps, cfg.global_batch, cfg.patch_size) == ("hinet-1x", 400_000, 64, 256)
