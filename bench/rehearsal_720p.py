@@ -80,6 +80,8 @@ def _loader(work: Path, crop: int) -> dict:
             return self.base.sample((i * 7919) % len(self.base), seed=i)
 
     out = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
     for name, ds in sources.items():
         n = 60 if name == "frames" else 600
         ds.sample(0, seed=0)
@@ -96,6 +98,7 @@ def _loader(work: Path, crop: int) -> dict:
             for _ in range(batches):
                 next(it)
             out[f"{name}_loader_{workers}w"] = batches * 4 / (time.perf_counter() - t)
+    torch.set_num_threads(threads)
     return out
 
 
