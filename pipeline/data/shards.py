@@ -17,14 +17,15 @@ and the shard's size. ``index.json`` beside the shards lists them with the same 
 trailing MAGIC, or another size than its footer says), a shard from another data version and a corrupt tile (zstd's
 frame checksum) are errors that name the file; they are never read as data.
 
-Readers open a shard once per process (``os.pread`` on a file descriptor, no shared file position), so any number of
-DataLoader workers read the same files safely.
+Readers map a shard once per process (read-only ``mmap``: no system call per tile, no shared file position), so any
+number of DataLoader workers read the same files safely.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -204,6 +205,7 @@ class ShardReader:
                 f"{self.path}: from data version {footer['data_version']}, the shard index expects {expect_version} "
                 "(a shard of another data set; run the prepare stage again)"
             )
+        self.size = size
         self.version = footer["data_version"]
         self.block = int(footer["block"])
         self.frames = footer["frames"]
@@ -212,22 +214,25 @@ class ShardReader:
             raw = f.read(footer["tiles"] * 16)
         if len(raw) != footer["tiles"] * 16:
             raise ShardError(f"{self.path}: tile table cut short (run the prepare stage again)")
-        self.table = np.frombuffer(raw, "<i8").reshape(-1, 2)
-        self._fd: int | None = None
+        self.table = np.frombuffer(raw, "<i8").reshape(-1, 2).tolist()  # Python ints: fast to index and slice with
+        self._map: mmap.mmap | None = None
         self._pid = -1
         self._dctx: zstandard.ZstdDecompressor | None = None
 
-    def __getstate__(self) -> dict:  # DataLoader workers get a copy without the open descriptor
+    def __getstate__(self) -> dict:  # DataLoader workers get a copy without the open map
         state = dict(self.__dict__)
-        state.update(_fd=None, _pid=-1, _dctx=None)
+        state.update(_map=None, _pid=-1, _dctx=None)
         return state
 
-    def _handle(self) -> int:
-        if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own descriptor
-            self._fd = os.open(self.path, os.O_RDONLY)
+    def _handle(self) -> mmap.mmap:
+        if self._map is None or self._pid != os.getpid():  # a forked worker maps the file itself
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if len(self._map) != self.size:
+                raise ShardError(f"{self.path}: {len(self._map)} bytes now, {self.size} when opened (rewritten?)")
             self._pid = os.getpid()
             self._dctx = zstandard.ZstdDecompressor()
-        return self._fd
+        return self._map
 
     def crop(self, slot: int, y: int, x: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``height`` x ``width`` (blurry, sharp) crop at ``(y, x)`` of frame ``slot``, decoding only its tiles."""
@@ -236,7 +241,7 @@ class ShardReader:
         if not (0 <= y <= h - height and 0 <= x <= w - width and height > 0 and width > 0):
             where = f"frame {frame['name']} ({w}x{h})"
             raise ValueError(f"{self.path}: crop {width}x{height} at ({y}, {x}) outside {where}")
-        fd = self._handle()
+        data = self._handle()
         rows, cols = _grid(h, w, b)
         ty0, ty1, tx0, tx1 = y // b, (y + height - 1) // b, x // b, (x + width - 1) // b
         dctx = self._dctx
@@ -250,7 +255,7 @@ class ShardReader:
                     offset, length = self.table[tile]
                     tw = min(b, w - tx * b)
                     try:
-                        raw = dctx.decompress(os.pread(fd, int(length), int(offset)))
+                        raw = dctx.decompress(data[offset : offset + length])
                         cy, cx = (ty - ty0) * b, (tx - tx0) * b
                         canvas[cy : cy + th, cx : cx + tw] = np.frombuffer(raw, np.uint8).reshape(th, tw, 3)
                     except (zstandard.ZstdError, ValueError) as e:
