@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end smoke run of the whole DVC pipeline on tiny params, in a temporary clone of the committed tree.
 # Asserts: the submission zip validates, the leaderboard has its rows, a rerun is a no-op, a TTA experiment retrains
-# nothing, the restore CLI works on a real photo, and the experiment leaderboard merges.
+# nothing, two processes match one, the development phase (no test/) packages a val-300 zip, the restore CLI works on
+# a real photo, and the experiment leaderboard merges.
 set -euo pipefail
 export DVC_NO_ANALYTICS=1
 repo=$(pwd)
@@ -86,6 +87,13 @@ diff = (two - one.reindex(two.index)).abs()
 print(f"1 vs 2 processes, same global batch: largest leaderboard PSNR difference {diff.max():.4f} dB")
 assert diff.max() < 0.05, diff.sort_values()
 PY
+
+echo "== development phase: no test/ folder, a val-300 zip (training untouched: its inputs did not change)"
+dvc exp run -S data.synth.test_sequences=0 -S package.split=val300 2>&1 | tee exp3.log
+if grep -q "Running stage 'train@" exp3.log; then echo "removing test/ retrained a model"; exit 1; fi
+grep -q "no test/ folder yet" exp3.log
+python -m pipeline.submission check submissions/hinet_ntire_submission.zip --frames data/prepared/index/val300.csv
+python -c "import json; s = json.load(open('metrics/data.json')); assert s['counts']['test300'] == 0 and s['store'] == 'shards', s"
 
 echo "== restore CLI on a real photo"
 python - <<'PY'
