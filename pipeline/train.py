@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
+from pipeline.figures import pyplot, save_figure
 from pipeline.fileio import atomic_path, write_json
 from pipeline.losses import stage_loss
 from pipeline.metrics import psnr, ssim
@@ -391,12 +392,7 @@ def _truncate_live(live_dir: Path, step: int) -> None:
 
 def _plot_curve(df: pd.DataFrame, path: Path, title: str, input_psnr: float) -> None:
     """Loss, learning rate and val-300 PSNR against step, for people without a browser (from DVCLive's data)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     panels = ((axes[0], "train/loss", "training loss (PSNR loss)"), (axes[1], "train/lr", "learning rate"))
     for ax, key, label in panels:
         if key in df:
@@ -411,9 +407,7 @@ def _plot_curve(df: pd.DataFrame, path: Path, title: str, input_psnr: float) -> 
     axes[2].set(title="val-300 PSNR (dB)", xlabel="step")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, tight=False)
 
 
 @dataclass
@@ -440,10 +434,6 @@ class _Run:
 
 def _setup(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutputs, use_cpu: bool) -> _Run:
     """Accelerator, batch plan, model (checked against ``init_from`` before anything is written), data, optimiser."""
-    if cfg.optimizer not in ("adam", "adamw"):
-        raise ValueError(f"models.{name}.optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
-    if cfg.steps < 1:
-        raise ValueError(f"models.{name}.steps must be >= 1, got {cfg.steps}")
     state = PartialState(cpu=use_cpu)
     batch = plan_batch(cfg.global_batch, state.num_processes, cfg.max_batch_per_process)
     accelerator = Accelerator(
