@@ -164,7 +164,7 @@ def read_input_scores(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise EvaluationError(f"{path}: per-frame input scores not found (written by the prepare stage)")
-    table = pd.read_csv(path, dtype={"name": str}, keep_default_na=False, float_precision="round_trip")
+    table = pd.read_csv(path, dtype={"name": str}, keep_default_na=False)  # exact: %.17g, read back
     missing = [c for c in SCORE_COLUMNS if c not in table.columns]
     if missing:
         raise EvaluationError(f"{path}: not a table of input scores, missing column(s) {missing}")
