@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
 from pipeline.figures import pyplot, save_figure
-from pipeline.fileio import atomic_path, write_json
+from pipeline.fileio import atomic_path, to_uint8, write_json
 from pipeline.losses import stage_loss
 from pipeline.metrics import psnr, ssim
 from pipeline.models import (
@@ -345,7 +345,7 @@ def validate(accelerator: Accelerator, net: torch.nn.Module, frames: ValFrames, 
             out = restore_tiled(
                 net, blur, tile=cfg.val_tile, overlap=32, batch=4, precision=precision, device=accelerator.device
             )
-            pred = np.round(np.clip(out, 0, 1) * 255.0).astype(np.uint8)
+            pred = to_uint8(out)
             scores.append([psnr(pred, sharp), ssim(pred, sharp)])
     local = torch.tensor(scores, dtype=torch.float64, device=accelerator.device).reshape(-1, 2)
     # split_between_processes may give ranks unequal shares; pad to gather, then drop padding.
