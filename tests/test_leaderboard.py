@@ -198,3 +198,21 @@ def test_merge_cli_reads_json_and_writes_csv(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "merged.csv")) == 30
     with pytest.raises(SystemExit):
         main(["merge", "--json", str(tmp_path / "missing.json")])
+
+
+def test_merge_reads_the_input_row_from_the_data_stage():
+    scores = {"psnr": 25.0, "ssim": 0.75, "gain_db": 0.5, "seconds_per_frame": 1.0, "device": "cpu"}
+    record = {
+        "rev": "workspace",
+        "data": {
+            "params": {"params.yaml": {"data": {"tta": {"submit": "x8"}}}},
+            "metrics": {
+                "metrics/data.json": {"data": {"input": {"psnr": 24.5, "ssim": 0.7, "ssim3d": 0.8, "frames": 60}}},
+                "metrics/eval/a.json": {"data": {"model": "a", "frames": 60, "tta": {"x8": scores}}},
+            },
+        },
+    }
+    df = merge_experiments([record]).set_index("entry")
+    assert list(df.index) == ["a/x8", "input"]
+    assert (df.loc["input", "psnr"], df.loc["input", "ssim"], df.loc["input", "gain_db"]) == (24.5, 0.7, 0.0)
+    assert df.loc["a/x8", "psnr"] == 25.0 and df.loc["a/x8", "experiment"] == "workspace"
