@@ -14,10 +14,10 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from pipeline.config import CropsConfig
+from pipeline.fileio import to_uint8
 from pipeline.inference import restore, restore_ladder
 from pipeline.losses import stage_loss
 from pipeline.metrics import psnr
@@ -82,8 +82,7 @@ def bf16_agreement() -> float:
     img = skimage.data.astronaut()
     fp32 = restore(model, img, precision="fp32")
     bf16 = restore(model, img, precision="bf16")
-    to8 = lambda a: np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
-    return psnr(to8(bf16), to8(fp32))
+    return psnr(to_uint8(bf16), to_uint8(fp32))
 
 
 def main() -> None:

@@ -104,6 +104,7 @@ class PathsConfig:
     live: str = "dvclive"  # DVCLive's per-member folders: metrics.json + plots/metrics/*.tsv, live during training
     models: str = "models"
     predictions: str = "outputs/predictions"
+    eval: str = "outputs/eval"  # per-frame scores: <model>/<mode>.csv, ensemble/ensemble[_<variant>].csv
     ensemble: str = "outputs/ensemble"
     metrics: str = "metrics"
     plots: str = "plots"
@@ -458,7 +459,7 @@ class Params:
             "",
             "models",
             names,
-            "named anything but 'ensemble' (reserved: outputs/eval/ensemble holds the ensemble's scores)",
+            "named anything but 'ensemble' (reserved: paths.eval/ensemble holds the ensemble's scores)",
         )
         unknown = sorted(set(self.ensemble.members) - set(self.models))
         _require(

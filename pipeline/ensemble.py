@@ -18,8 +18,27 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline.evaluate import load_index, read_runtime, score_dir, score_inputs, summarize, write_per_image_csv
-from pipeline.fileio import atomic_dir, read_image, read_image16, write_image, write_image16, write_json
+from pipeline.config import EnsembleConfig
+from pipeline.data.reds import has_frames
+from pipeline.evaluate import (
+    load_index,
+    read_input_scores,
+    read_runtime,
+    score_dir,
+    summarize,
+    write_per_image_csv,
+)
+from pipeline.fileio import (
+    atomic_dir,
+    read_image,
+    read_image16,
+    read_json,
+    to_uint8,
+    write_image,
+    write_image16,
+    write_json,
+)
+from pipeline.layout import VAL_SPLIT, Layout
 
 __all__ = [
     "EnsembleError",
@@ -29,7 +48,6 @@ __all__ = [
     "project_to_simplex",
     "run_ensemble",
     "split_fit_heldout",
-    "to_uint8",
     "variant_csv",
 ]
 
@@ -56,11 +74,6 @@ def normalise_weights(weights: Sequence[float] | None, n_members: int) -> np.nda
     if w.sum() <= 0:
         raise EnsembleError(f"weights: must not all be zero, got {list(weights)}")
     return w / w.sum()
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Round a float image in [0, 1] to uint8 the way the public code does (clamp, round(x * 255))."""
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _weighted_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray) -> np.ndarray:
@@ -262,10 +275,11 @@ def _score_variant(
     weights: np.ndarray,
     members: Sequence[str],
     inputs: pd.DataFrame,
-    per_image_csv: str | Path,
+    csv_path: str | Path,
     workers: int,
 ) -> dict:
-    """Score another weighting of the same members on val-300 (built in a scratch folder, then removed)."""
+    """Score another weighting of the same members on val-300 (built in a scratch folder, then removed); its
+    per-frame scores go to ``csv_path``."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ensemble-variant-") as scratch:
@@ -275,69 +289,66 @@ def _score_variant(
         for name in val_index["name"]:
             _write_frame(list(val_dirs), name, weights, out)
         per_image = score_dir(out / "png8", val_index, workers=workers)
-    write_per_image_csv(variant_csv(per_image_csv, "equal"), per_image, inputs)
+    write_per_image_csv(csv_path, per_image, inputs)
     return {
         **summarize(per_image, inputs),
         "weights": {m: round(float(x), 6) for m, x in zip(members, weights, strict=True)},
     }
 
 
-def run_ensemble(
-    member_pred_dirs: Mapping[str, Mapping[str, str | Path]],
-    splits: Sequence[str],
-    out_root: str | Path,
-    weights: Sequence[float] | None,
-    fit: bool,
-    fit_fraction: float,
-    val_index: pd.DataFrame | str | Path,
-    *,
-    metrics_json: str | Path,
-    per_image_csv: str | Path,
-    seed: int = 0,
-    val_split: str = "val300",
-    workers: int = 1,
-) -> dict:
-    """Build ``out_root/<split>/{png16,png8,runtime.json}`` for every split and score ``val_split``.
+def _member_psnr(layout: Layout, member: str, mode: str) -> float:
+    """A member's val-300 PSNR under ``mode``, as its ``evaluate`` stage recorded it (never rescored here)."""
+    path = layout.eval_metrics(member)
+    scores = read_json(path, what="evaluation metrics", error=EnsembleError).get("tta", {}).get(mode)
+    if not isinstance(scores, dict) or "psnr" not in scores:
+        raise EnsembleError(f"{path}: no val-300 PSNR for TTA mode {mode!r} (evaluate@{member} scores tta.ladder)")
+    return float(scores["psnr"])
 
-    ``member_pred_dirs`` maps member -> split -> prediction dir (the one holding ``png16/`` and ``runtime.json``).
-    With ``fit`` the weights are fitted on part of ``val_split`` (``weights`` is then ignored). Each split is built
-    in a temporary directory and renamed into place. The runtime per frame is the sum over the members with non-zero
-    weight (the real cost of running the ensemble). Writes the per-image CSV and summary JSON and returns the summary.
-    With fitted or configured weights, the equal-weight ensemble is scored too (``variants``, and its per-image CSV
-    at :func:`variant_csv`), so the fit is always judged against the plain average.
+
+def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str], mode: str, workers: int = 1) -> dict:
+    """The ``ensemble`` stage: average ``members``' ``mode`` predictions into ``layout.ensemble(<split>)`` and score
+    the val-300 part.
+
+    Splits: val-300, and test-300 when the data set has test frames (not in the development phase). With ``cfg.fit``
+    the weights are fitted on part of val-300 (``cfg.weights`` is then ignored); else ``cfg.weights`` (empty: equal).
+    Each split is built in a temporary directory and renamed into place (``png16/``, ``png8/``, ``runtime.json``).
+    The runtime per frame is the sum over the members with non-zero weight (the real cost of running the ensemble).
+    Writes ``layout.ensemble_eval_csv`` and ``layout.ensemble_metrics`` and returns the summary. With fitted or
+    configured weights, the equal-weight ensemble is scored too (``variants``, and its per-frame CSV at
+    :func:`variant_csv`), so the fit is always judged against the plain average. The input scores and the members'
+    own scores are read from what ``prepare`` and ``evaluate`` wrote.
     """
-    members = list(member_pred_dirs)
+    members = list(members)
     if not members:
         raise EnsembleError("no ensemble members configured")
-    if val_split not in splits:
-        raise EnsembleError(f"splits {list(splits)} must include {val_split!r}, which the ensemble is scored on")
-    for member in members:
-        lacking = [s for s in splits if s not in member_pred_dirs[member]]
-        if lacking:
-            raise EnsembleError(f"member {member!r} has no prediction dir for split(s) {lacking}")
-    val_index = load_index(val_index)
-    val_dirs = [Path(member_pred_dirs[m][val_split]) for m in members]
+    splits = [VAL_SPLIT] + (["test300"] if has_frames(layout.index("test300")) else [])
+    val_index = load_index(layout.index(VAL_SPLIT))
+    inputs = read_input_scores(layout.input_scores)
+    val_dirs = [layout.predictions(m, mode, VAL_SPLIT) for m in members]
+    workers = max(1, workers)
 
     report = None
-    if fit:
-        if weights:
-            log.warning("ensemble.fit is set: ignoring the configured weights %s", list(weights))
-        w_list, report = fit_weights(val_dirs, val_index, fit_fraction, seed, member_names=members, workers=workers)
+    if cfg.fit:
+        if cfg.weights:
+            log.warning("ensemble.fit is set: ignoring the configured weights %s", list(cfg.weights))
+        w_list, report = fit_weights(
+            val_dirs, val_index, cfg.fit_fraction, cfg.seed, member_names=members, workers=workers
+        )
         w = np.asarray(w_list)
     else:
-        w = normalise_weights(weights, len(members))
+        w = normalise_weights(cfg.weights, len(members))
 
     runtimes: dict[str, dict] = {}
     for split in splits:
-        dirs = {m: Path(member_pred_dirs[m][split]) for m in members}
-        if split == val_split:
+        dirs = {m: layout.predictions(m, mode, split) for m in members}
+        if split == VAL_SPLIT:
             names = list(val_index["name"])
             _frame_names(dirs, split)  # members must agree; missing val frames fail below with the file named
         else:
             names = _frame_names(dirs, split)
         member_rt = {m: read_runtime(d) for m, d in dirs.items()}
         start = time.perf_counter()
-        with atomic_dir(Path(out_root) / split) as tmp:
+        with atomic_dir(layout.ensemble(split)) as tmp:
             jobs = [delayed(_write_frame)(list(dirs.values()), n, w, tmp) for n in names]
             if workers > 1:
                 Parallel(n_jobs=workers)(jobs)
@@ -360,37 +371,32 @@ def run_ensemble(
             write_json(tmp / "runtime.json", runtime)
         runtimes[split] = runtime
 
-    inputs = score_inputs(val_index, workers=workers)
-    per_image = score_dir(Path(out_root) / val_split / "png8", val_index, workers=workers)
-    write_per_image_csv(per_image_csv, per_image, inputs)
+    per_image = score_dir(layout.ensemble(VAL_SPLIT) / "png8", val_index, workers=workers)
+    write_per_image_csv(layout.ensemble_eval_csv, per_image, inputs)
     summary = summarize(per_image, inputs)
-    in_summary = summarize(inputs, inputs)
-    published = "fitted" if fit else "weights" if weights else "equal"
+    published = "fitted" if cfg.fit else "weights" if cfg.weights else "equal"
     variants = {published: {**summary, "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)}}}
     if published != "equal":  # the equal-weight ensemble always shows beside fitted or configured weights
         equal = normalise_weights(None, len(members))
-        variants["equal"] = _score_variant(val_dirs, val_index, equal, members, inputs, per_image_csv, workers)
-    member_psnr = {
-        m: round(float(score_dir(d / "png8", val_index, workers=workers, with_ssim=False)["psnr"].mean()), 4)
-        for m, d in zip(members, val_dirs, strict=True)
-    }
+        csv = variant_csv(layout.ensemble_eval_csv, "equal")
+        variants["equal"] = _score_variant(val_dirs, val_index, equal, members, inputs, csv, workers)
+    member_psnr = {m: _member_psnr(layout, m, mode) for m in members}
     best = max(member_psnr, key=member_psnr.get)
     result = {
         **summary,
-        "input": {"psnr": in_summary["psnr"], "ssim": in_summary["ssim"], "ssim3d": in_summary["ssim3d"]},
         "members": members,
         "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)},
         "published": published,
         "variants": variants,
-        "seconds_per_frame": round(runtimes[val_split]["seconds_per_frame"], 5),
-        "device": runtimes[val_split]["device"],
+        "seconds_per_frame": round(runtimes[VAL_SPLIT]["seconds_per_frame"], 5),
+        "device": runtimes[VAL_SPLIT]["device"],
         "member_psnr": member_psnr,
         "best_member": best,
         "best_member_psnr": member_psnr[best],
         "gain_over_best_member_db": round(summary["psnr"] - member_psnr[best], 4),
-        "settings": runtimes[val_split]["tta"],
+        "settings": runtimes[VAL_SPLIT]["tta"],
     }
     if report is not None:
         result["fit"] = report
-    write_json(metrics_json, result)
+    write_json(layout.ensemble_metrics, result)
     return result

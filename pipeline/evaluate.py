@@ -16,16 +16,20 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from pipeline import metrics
-from pipeline.fileio import atomic_path, read_image, read_json, read_table, write_json
+from pipeline.fileio import atomic_path, read_image, read_json, write_json
+from pipeline.layout import VAL_SPLIT, Layout
 
 __all__ = [
     "EvaluationError",
     "evaluate_model",
     "load_index",
+    "read_input_scores",
     "read_runtime",
+    "rounded_scores",
     "score_dir",
     "score_inputs",
     "summarize",
+    "write_input_scores",
     "write_per_image_csv",
 ]
 
@@ -37,13 +41,13 @@ class EvaluationError(ValueError):
 
 
 def load_index(index: pd.DataFrame | str | Path) -> pd.DataFrame:
-    """Return an index DataFrame, reading it from CSV when given a path (``sharp_path`` kept as text)."""
+    """Return an index DataFrame, reading it from CSV when given a path (:func:`pipeline.data.reds.read_index`)."""
     if isinstance(index, pd.DataFrame):
         return index
-    from pipeline.data.reds import resolve_paths
+    from pipeline.data.reds import read_index
 
     try:
-        return resolve_paths(read_table(index, ("name",), "index CSV"), index)
+        return read_index(index, ("name",))
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
 
@@ -130,14 +134,43 @@ def summarize(per_image: pd.DataFrame, inputs: pd.DataFrame) -> dict:
     if missing:
         raise EvaluationError(f"input scores lack {len(missing)} scored frame(s), e.g. {missing[0]}")
     ref = inputs.set_index("name").loc[per_image["name"]]
-    psnr = float(per_image["psnr"].mean())
+    means = {k: float(per_image[k].mean()) for k in ("psnr", "ssim", "ssim3d") if k in per_image}
     return {
-        "psnr": round(psnr, 4),
-        "ssim": round(float(per_image["ssim"].mean()), 5),
-        "ssim3d": round(float(per_image["ssim3d"].mean()), 5) if "ssim3d" in per_image else math.nan,
-        "gain_db": round(psnr - float(ref["psnr"].mean()), 4),
+        **rounded_scores(means),
+        "gain_db": round(means["psnr"] - float(ref["psnr"].mean()), 4),
         "frames": len(per_image),
     }
+
+
+def rounded_scores(scores: dict) -> dict:
+    """Mean PSNR / SSIM / SSIM3D at the precision every summary shows (4 decimals of dB, 5 of SSIM)."""
+    ssim3d = scores.get("ssim3d", math.nan)
+    return {
+        "psnr": round(float(scores["psnr"]), 4),
+        "ssim": round(float(scores["ssim"]), 5),
+        "ssim3d": round(float(ssim3d), 5) if ssim3d is not None else math.nan,
+    }
+
+
+def write_input_scores(path: str | Path, inputs: pd.DataFrame) -> None:
+    """Write the per-frame input scores (name, psnr, ssim, ssim3d) at full precision, so a reader gets the same floats
+    the data stage computed (:func:`read_input_scores`)."""
+    with atomic_path(path) as tmp:
+        inputs[SCORE_COLUMNS].to_csv(tmp, index=False, float_format="%.17g")
+
+
+def read_input_scores(path: str | Path) -> pd.DataFrame:
+    """The per-frame input scores the data stage wrote (``index/val300_inputs.csv``), bit-exact."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"{path}: per-frame input scores not found (written by the prepare stage)")
+    table = pd.read_csv(path, dtype={"name": str}, keep_default_na=False)  # exact: %.17g, read back
+    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
+    if missing:
+        raise EvaluationError(f"{path}: not a table of input scores, missing column(s) {missing}")
+    if table.empty:
+        raise EvaluationError(f"{path}: no frames")
+    return table
 
 
 def write_per_image_csv(path: str | Path, per_image: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
@@ -161,38 +194,23 @@ def read_runtime(pred_dir: str | Path) -> dict:
     return data
 
 
-def evaluate_model(
-    model_name: str,
-    pred_root: str | Path,
-    modes: Sequence[str],
-    index_csv: str | Path | pd.DataFrame,
-    out_csv_dir: str | Path,
-    metrics_json: str | Path,
-    *,
-    extra: dict | None = None,
-    split: str = "val300",
-    workers: int = 1,
-) -> dict:
-    """Score every TTA mode of one model on ``split``; write ``<out_csv_dir>/<mode>.csv`` and a summary JSON.
+def evaluate_model(model_name: str, layout: Layout, modes: Sequence[str], *, workers: int = 1) -> dict:
+    """Score every TTA mode of one model on val-300; write ``layout.eval_csv(model, mode)`` and a summary JSON.
 
-    The JSON is shaped for ``dvc metrics show``/``diff``: ``{"model", "input": {psnr, ssim}, "tta": {<mode>: {psnr,
-    ssim, gain_db, seconds_per_frame, device, precision, settings}}, **extra}``; it is also returned.
+    Reads the val-300 index, the per-frame input scores the data stage wrote (never rescored here) and each mode's
+    8-bit predictions and runtime. The JSON (``layout.eval_metrics(model)``) is shaped for ``dvc metrics show`` /
+    ``diff``: ``{"model", "frames", "tta": {<mode>: {psnr, ssim, ssim3d, gain_db, seconds_per_frame, device, precision,
+    settings}}}``; it is also returned. Model facts (parameters, MACs) stay in the training metrics.
     """
     if not modes:
         raise EvaluationError(f"{model_name}: no TTA modes to evaluate")
-    index = load_index(index_csv)
-    inputs = score_inputs(index, workers=workers)
-    in_summary = summarize(inputs, inputs)
-    result: dict = {
-        "model": model_name,
-        "input": {"psnr": in_summary["psnr"], "ssim": in_summary["ssim"], "ssim3d": in_summary["ssim3d"]},
-        "frames": in_summary["frames"],
-        "tta": {},
-    }
+    index = load_index(layout.index(VAL_SPLIT))
+    inputs = read_input_scores(layout.input_scores)
+    result: dict = {"model": model_name, "frames": len(index), "tta": {}}
     for mode in modes:
-        pred_dir = Path(pred_root) / mode / split
+        pred_dir = layout.predictions(model_name, mode, VAL_SPLIT)
         per_image = score_dir(pred_dir / "png8", index, workers=workers)
-        write_per_image_csv(Path(out_csv_dir) / f"{mode}.csv", per_image, inputs)
+        write_per_image_csv(layout.eval_csv(model_name, mode), per_image, inputs)
         runtime = read_runtime(pred_dir)
         summary = summarize(per_image, inputs)
         result["tta"][mode] = {
@@ -205,9 +223,5 @@ def evaluate_model(
             "precision": str(runtime.get("precision", "")),
             "settings": str(runtime.get("tta", mode)),
         }
-    clash = sorted(set(extra or {}) & set(result))
-    if clash:
-        raise EvaluationError(f"extra metrics {clash} would overwrite the evaluation's own keys")
-    result.update(extra or {})
-    write_json(metrics_json, result)
+    write_json(layout.eval_metrics(model_name), result)
     return result

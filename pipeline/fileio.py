@@ -28,6 +28,7 @@ __all__ = [
     "read_image16",
     "read_json",
     "read_table",
+    "to_uint8",
     "write_image",
     "write_image16",
     "write_json",
@@ -162,6 +163,12 @@ def read_image16(path: str | os.PathLike) -> np.ndarray:
     if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
         raise ImageReadError(f"{path}: expected a 16-bit RGB PNG, got dtype {img.dtype} shape {img.shape}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 65535.0
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as 8-bit the way the public code rounds: clamp, ``round(x * 255)`` (what is scored and
+    submitted)."""
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, *, jpeg_quality: int | None = None) -> None:

@@ -73,21 +73,10 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 TRANSFORM_SETS: dict[str, tuple[int, ...]] = {"all8": tuple(range(8)), "identity": (0,), "flips": (0, 2, 4, 6)}
 
 
-def _check_crops(crops) -> None:
-    for name in ("n", "size", "transforms", "seed"):
-        if not hasattr(crops, name):
-            raise ValueError(f"crops must have fields n, size, transforms, seed (a CropsConfig); missing {name!r}")
-    if isinstance(crops.n, bool) or not isinstance(crops.n, int) or crops.n < 0:
-        raise ValueError(f"crops.n must be a non-negative integer, got {crops.n!r}")
-    if isinstance(crops.size, bool) or not isinstance(crops.size, int) or crops.size < 1:
-        raise ValueError(f"crops.size must be a positive integer, got {crops.size!r}")
-    if crops.transforms not in TRANSFORM_SETS:
-        raise ValueError(f"crops.transforms {crops.transforms!r} is not one of {sorted(TRANSFORM_SETS)}")
-
-
 def random_crops(height: int, width: int, crops: CropsConfig) -> list[Patch]:
-    """``crops.n`` crops of ``crops.size`` (clipped to the image) at seeded random positions and random transforms."""
-    _check_crops(crops)
+    """``crops.n`` crops of ``crops.size`` (clipped to the image) at seeded random positions and random transforms.
+
+    ``crops`` is a :class:`pipeline.config.CropsConfig`, which checked its values when it was made."""
     ch, cw = min(crops.size, height), min(crops.size, width)
     g = torch.Generator().manual_seed(crops.seed)
     ys = torch.randint(0, height - ch + 1, (crops.n,), generator=g).tolist()
@@ -223,7 +212,6 @@ def restore_ladder(
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if any(mode.endswith("crops") for mode in modes):
         crops = crops if crops is not None else CropsConfig()
-        _check_crops(crops)
     device = check_model_device(model, device)
     dtype = resolve_precision(precision, device)
     if model.training:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.fileio import read_table
+from pipeline.layout import Layout
 from pipeline.stats import paired_gain, seed_spread
 
 __all__ = ["STEP_COLUMNS", "ensemble_csvs", "read_per_frame", "seed_spreads", "step_table"]
@@ -31,23 +32,24 @@ def ensemble_csvs(per_image_csv: str | Path) -> dict[str, Path]:
 
 
 def read_per_frame(
-    eval_dir: str | Path, models: Sequence[str], modes: Sequence[str], ensemble_csv: str | Path | None
+    layout: Layout, models: Sequence[str], modes: Sequence[str], *, with_ensemble: bool = True
 ) -> dict[str, pd.DataFrame]:
     """Per-frame scores by leaderboard entry (``input``, ``<model>/<mode>``, ``ensemble``...), indexed by frame name.
 
-    Reads ``<eval_dir>/<model>/<mode>.csv`` (written by ``evaluate``; its ``input_psnr`` column gives the input row)
-    and the ensemble CSVs. Missing files are errors naming the file: the leaderboard never silently drops a row.
+    Reads ``layout.eval_csv(model, mode)`` (written by ``evaluate``; its ``input_psnr`` column gives the input row)
+    and (``with_ensemble``) the ensemble CSVs. Missing files are errors naming the file: the leaderboard
+    never silently drops a row.
     """
     out: dict[str, pd.DataFrame] = {}
     for model in models:
         for mode in modes:
-            path = Path(eval_dir) / model / f"{mode}.csv"
+            path = layout.eval_csv(model, mode)
             table = read_table(path, ("name", "psnr", "input_psnr"), "per-frame scores").set_index("name")
             out[f"{model}/{mode}"] = table
             if "input" not in out:
                 out["input"] = table[["input_psnr"]].rename(columns={"input_psnr": "psnr"})
-    if ensemble_csv is not None:
-        for entry, path in ensemble_csvs(ensemble_csv).items():
+    if with_ensemble:
+        for entry, path in ensemble_csvs(layout.ensemble_eval_csv).items():
             out[entry] = read_table(path, ("name", "psnr"), "per-frame scores").set_index("name")
     return out
 

@@ -15,32 +15,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline.config import CropsConfig
-from pipeline.data.reds import has_frames, resolve_paths
+from pipeline.config import TTAConfig
+from pipeline.data.reds import has_frames, read_index
 from pipeline.device import describe_device, model_device, precision_name, resolve_precision
-from pipeline.fileio import atomic_dir, read_image, read_image16, write_image, write_image16, write_json
+from pipeline.fileio import atomic_dir, read_image, read_image16, to_uint8, write_image, write_image16, write_json
 from pipeline.inference import MODE_PARTS, restore_ladder
+from pipeline.layout import VAL_SPLIT, Layout
 
-__all__ = ["RUNTIME_KEYS", "predict_index", "predict_ladder", "read_index", "run_inference", "to_uint8"]
+__all__ = ["RUNTIME_KEYS", "index_frames", "predict_index", "predict_ladder", "run_inference"]
 
 RUNTIME_KEYS = ("seconds_per_frame", "frames", "device", "precision", "tta")
 
 
-def read_index(index_csv: str | os.PathLike) -> list[tuple[str, str]]:
-    """``(name, blur_path)`` rows of an index CSV (see docs/DESIGN.md); names must be unique plain file stems."""
-    index_csv = Path(index_csv)
-    if not index_csv.is_file():
-        raise ValueError(f"{index_csv}: index CSV not found")
-    frame = resolve_paths(pd.read_csv(index_csv, dtype=str, keep_default_na=False), index_csv)
-    missing = [c for c in ("name", "blur_path") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{index_csv}: missing column(s) {missing}; has {list(frame.columns)}")
+def index_frames(index_csv: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(name, blur_path)`` rows of an index CSV (:func:`pipeline.data.reds.read_index`); names must be unique plain
+    file stems (they become output file names)."""
+    frame = read_index(index_csv, ("name", "blur_path"))
     if frame.empty:
         raise ValueError(f"{index_csv}: index has no rows")
     names = frame["name"]
@@ -79,51 +73,34 @@ def predict_index(
     model: nn.Module,
     index_csv: str | os.PathLike,
     out_dir: str | os.PathLike,
+    tta: TTAConfig,
     *,
-    tta: str = "plain",
-    tile: int = 256,
-    overlap: int = 32,
-    batch: int = 8,
-    precision: str = "auto",
-    crops: CropsConfig | None = None,
+    mode: str | None = None,
     accelerator=None,
     progress: bool = True,
 ) -> dict:
-    """Restore every ``blur_path`` of ``index_csv`` into ``out_dir`` under one TTA mode; returns the runtime dict.
+    """Restore every ``blur_path`` of ``index_csv`` into ``out_dir`` under one TTA mode (default ``tta.submit``);
+    returns the runtime dict.
 
     The model must already be on its device (``pipeline.device.prepare_model``; with an accelerator, on
     ``accelerator.device``) and in eval mode. See :func:`predict_ladder` for the timing rule.
     """
-    return predict_ladder(
-        model,
-        index_csv,
-        {tta: out_dir},
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
-        precision=precision,
-        crops=crops,
-        accelerator=accelerator,
-        progress=progress,
-    )[tta]
+    mode = tta.submit if mode is None else mode
+    return predict_ladder(model, index_csv, {mode: out_dir}, tta, accelerator=accelerator, progress=progress)[mode]
 
 
 def predict_ladder(
     model: nn.Module,
     index_csv: str | os.PathLike,
     out_dirs: dict[str, str | os.PathLike],
+    tta: TTAConfig,
     *,
-    tile: int = 256,
-    overlap: int = 32,
-    batch: int = 8,
-    precision: str = "auto",
-    crops: CropsConfig | None = None,
     accelerator=None,
     progress: bool = True,
     scratch: str | os.PathLike | None = None,
-    tiling: str = "blended",
 ) -> dict[str, dict]:
-    """Restore every frame of ``index_csv`` under each TTA mode of ``out_dirs`` ({mode: folder}) in one pass.
+    """Restore every frame of ``index_csv`` under each TTA mode of ``out_dirs`` ({mode: folder}) in one pass, with
+    the tiling, batch, precision and crops of ``tta``.
 
     Each frame runs the forwards of its most expensive mode once (:func:`pipeline.inference.restore_ladder`) and every
     mode's result is written to its own folder, replaced whole and atomically. ``seconds_per_frame`` of a mode is the
@@ -138,11 +115,11 @@ def predict_ladder(
     if not out_dirs:
         raise ValueError("predict_ladder: no TTA mode asked for")
     modes = tuple(out_dirs)
-    rows = read_index(index_csv)
+    rows = index_frames(index_csv)
     device = model_device(model)
     if accelerator is not None and torch.device(accelerator.device).type != device.type:
         raise ValueError(f"model is on {device} but the accelerator runs on {accelerator.device}; move it first")
-    dtype = resolve_precision(precision, device)
+    dtype = resolve_precision(tta.precision, device)
     is_main = accelerator is None or accelerator.is_main_process
 
     with ExitStack() as stack:
@@ -166,13 +143,13 @@ def predict_ladder(
                         model,
                         img,
                         modes=modes,
-                        tile=tile,
-                        overlap=overlap,
-                        crops=crops,
-                        batch=batch,
-                        precision=precision,
+                        tile=tta.tile,
+                        overlap=tta.overlap,
+                        crops=tta.crops,
+                        batch=tta.batch,
+                        precision=tta.precision,
                         seconds=seconds,
-                        tiling=tiling,
+                        tiling=tta.tiling,
                     )
                     restored += 1
                     root = {mode: (keep / mode if keep is not None else tmps[mode]) for mode in modes}
@@ -235,11 +212,6 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """A float image in [0, 1] as 8-bit: ``round(x * 255)``, what is scored and submitted."""
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 @contextmanager
 def _share(rows: list, accelerator) -> Iterator[list]:
     """This process's share of the rows (all of them without an accelerator)."""
@@ -265,46 +237,38 @@ def _scratch_root(parent: Path, weights: Path, tta, accelerator) -> Path:
     return parent / key
 
 
-def run_inference(model_name: str, params, *, cpu: bool | None = None) -> dict[str, dict]:
+def run_inference(model_name: str, tta: TTAConfig, layout: Layout, *, cpu: bool | None = None) -> dict[str, dict]:
     """The ``infer@<model>`` stage: val-300 under every TTA mode of ``tta.ladder``, test frames under ``tta.submit``.
 
-    Writes ``paths.predictions/<model>/<mode>/<split>/`` and returns ``{"<mode>/<split>": runtime}``. Frames are split
+    Writes ``layout.predictions(model, mode, split)`` and returns ``{"<mode>/<split>": runtime}``. Frames are split
     across processes when launched with ``accelerate launch``. Finished frames are kept in
-    ``paths.runs/infer/<model>/<key>/`` (``key``: a hash of the weights and the TTA settings; older keys are removed),
-    so a rerun after an interruption restores only the missing frames.
+    ``layout.infer_scratch(model)/<key>/`` (``key``: a hash of the weights and the TTA settings; older keys are
+    removed), so a rerun after an interruption restores only the missing frames. Without test frames (the
+    development phase) only val-300 is restored.
     """
     from accelerate import Accelerator
 
     from pipeline.device import prepare_model
     from pipeline.models import load_model
 
-    paths, tta = params.paths, params.tta
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     accelerator = Accelerator(cpu=use_cpu)
-    model = prepare_model(load_model(Path(paths.models) / f"{model_name}.safetensors"), accelerator.device)
-    index = Path(paths.data) / "index"
-    root = Path(paths.predictions) / model_name
-    scratch = _scratch_root(
-        Path(paths.runs) / "infer" / model_name, Path(paths.models) / f"{model_name}.safetensors", tta, accelerator
-    )
-    jobs = {"val300": tta.ladder, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
-    if not has_frames(index / "test300.csv"):  # the development phase: no test frames yet
+    weights = layout.weights(model_name)
+    model = prepare_model(load_model(weights), accelerator.device)
+    scratch = _scratch_root(layout.infer_scratch(model_name), weights, tta, accelerator)
+    jobs = {VAL_SPLIT: tta.ladder, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
+    if not has_frames(layout.index("test300")):  # the development phase: no test frames yet
         del jobs["test300"]
     runtimes = {}
     for split, modes in jobs.items():
         done = predict_ladder(
             model,
-            index / f"{split}.csv",
-            {mode: root / mode / split for mode in modes},
-            tile=tta.tile,
-            overlap=tta.overlap,
-            batch=tta.batch,
-            precision=tta.precision,
-            crops=tta.crops,
+            layout.index(split),
+            {mode: layout.predictions(model_name, mode, split) for mode in modes},
+            tta,
             accelerator=accelerator,
             progress=accelerator.is_main_process,
             scratch=scratch / split,
-            tiling=tta.tiling,
         )
         runtimes.update({f"{mode}/{split}": runtime for mode, runtime in done.items()})
     return runtimes

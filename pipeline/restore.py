@@ -16,13 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.cli import describe, reports_user_errors
 from pipeline.config import CropsConfig
 from pipeline.device import prepare_model, resolve_device, resolve_precision
-from pipeline.fileio import ImageReadError, read_image, write_image
+from pipeline.fileio import ImageReadError, read_image, to_uint8, write_image
 from pipeline.inference import TRANSFORM_SETS, TTA_MODES, plan_patches, restore
 
 __all__ = ["IMAGE_SUFFIXES", "find_inputs", "main", "output_paths", "parse_args"]
@@ -112,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, img, tile=args.tile, overlap=args.overlap, tta=args.tta, crops=crops, batch=args.batch,
             precision=args.precision, progress=len(inputs) == 1,
         )  # fmt: skip
-        write_image(dst, np.round(out * 255.0).astype(np.uint8))
+        write_image(dst, to_uint8(out))
     restored = len(inputs) - len(failures)
     print(f"restored {restored} of {len(inputs)} image(s) into {args.output}", file=sys.stderr)
     if failures:

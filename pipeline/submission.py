@@ -21,6 +21,7 @@ import re
 import struct
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -29,8 +30,10 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.cli import reports_user_errors
-from pipeline.data.reds import is_val300_frame
-from pipeline.fileio import atomic_path
+from pipeline.config import EnsembleConfig, ModelTrainConfig, PackageConfig, TTAConfig
+from pipeline.data.reds import is_val300_frame, read_index
+from pipeline.fileio import atomic_path, read_json
+from pipeline.layout import Layout
 
 __all__ = [
     "README_FIELDS",
@@ -269,12 +272,9 @@ def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str
         if frames.suffix.lower() != ".csv":
             raise ValueError(f"{frames}: expected an index CSV or a folder of input frames")
         try:
-            df = pd.read_csv(frames, dtype={"name": str})
+            df = read_index(frames, ("name", "height", "width"))
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise ValueError(f"{frames}: not a readable CSV ({exc})") from None
-        missing = [c for c in ("name", "height", "width") if c not in df.columns]
-        if missing:
-            raise ValueError(f"{frames}: missing column(s) {missing}; has {list(df.columns)}")
         if df["name"].duplicated().any():
             raise ValueError(f"{frames}: duplicate names {sorted(df.loc[df['name'].duplicated(), 'name'])[:5]}")
         try:
@@ -304,63 +304,73 @@ def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str
     return out
 
 
-def describe_run(params, weights: dict[str, float] | None = None) -> str:
+def describe_run(
+    models: Mapping[str, ModelTrainConfig],
+    tta: TTAConfig,
+    ensemble: EnsembleConfig,
+    weights: Mapping[str, float] | None = None,
+) -> str:
     """The readme's free-text description: the members' architectures, the TTA mode and the ensemble weights.
 
     ``weights`` are the weights actually used (the ensemble's runtime.json); without them the params are described.
     """
-    members = params.ensemble.members or tuple(params.models)
+    members = ensemble.members or tuple(models)
     parts = []
     for name in members:
-        cfg = params.models[name]
+        cfg = models[name]
         width = f" wf{cfg.width}" if cfg.width is not None else ""
         extra = f" +{cfg.extra_blocks} res blocks" if cfg.extra_blocks else ""
         init = f" from {Path(cfg.init_from).stem}" if cfg.init_from else ""
         parts.append(f"{name}={cfg.variant}{width}{extra} ({cfg.steps} steps{init})")
-    crops = params.tta.crops
-    tta = params.tta.submit
-    if "crops" in tta:
-        tta += f" (n={crops.n}, {crops.size}px, {crops.transforms})"
+    mode = tta.submit
+    if "crops" in mode:
+        mode += f" (n={tta.crops.n}, {tta.crops.size}px, {tta.crops.transforms})"
     if weights:
         used = ", ".join(f"{m}={w:.3g}" for m, w in weights.items())
-        source = "from params" if params.ensemble.weights else "equal"
-        source = "fitted on part of val-300" if params.ensemble.fit else source
+        source = "from params" if ensemble.weights else "equal"
+        source = "fitted on part of val-300" if ensemble.fit else source
         how = f"{used} ({source})"
     else:
-        how = "equal" if not params.ensemble.weights else str(list(params.ensemble.weights))
-        how = "fitted" if params.ensemble.fit else how
-    return f"HINet ensemble of {len(parts)}: {'; '.join(parts)}. TTA: {tta}. Ensemble weights: {how}."
+        how = "equal" if not ensemble.weights else str(list(ensemble.weights))
+        how = "fitted" if ensemble.fit else how
+    return f"HINet ensemble of {len(parts)}: {'; '.join(parts)}. TTA: {mode}. Ensemble weights: {how}."
 
 
-def build_submission(params) -> Path:
-    """The ``package`` stage: zip the ensemble's 8-bit predictions of ``package.split`` (``test300`` for the test
-    phase, ``val300`` for the development phase) with the NTIRE readme, then validate the zip.
+def build_submission(
+    cfg: PackageConfig,
+    layout: Layout,
+    *,
+    models: Mapping[str, ModelTrainConfig],
+    tta: TTAConfig,
+    ensemble: EnsembleConfig,
+) -> Path:
+    """The ``package`` stage: zip the ensemble's 8-bit predictions of ``cfg.split`` (``test300`` for the test phase,
+    ``val300`` for the development phase) with the NTIRE readme, then validate the zip.
 
     The runtime is the ensemble's measured seconds per frame (the sum over members, TTA included); the CPU/GPU flag
-    comes from the device that produced the predictions. A zip that fails validation is removed and an error raised.
+    comes from the device that produced the predictions. The description is ``cfg.description``, or
+    :func:`describe_run` of ``models``, ``tta`` and ``ensemble`` with the weights used. A zip that fails validation
+    is removed and an error raised.
     """
-    import json
-
-    paths, split = params.paths, params.package.split
-    index_csv = Path(paths.data) / "index" / f"{split}.csv"
-    names = pd.read_csv(index_csv, dtype=str)["name"].tolist()
+    index_csv = layout.index(cfg.split)
+    names = read_index(index_csv, ("name",))["name"].tolist()
     if not names:
         raise ValueError(
-            f"{index_csv}: package.split is {split!r} but the data set has no such frames (no test/ "
+            f"{index_csv}: package.split is {cfg.split!r} but the data set has no such frames (no test/ "
             "folder yet: the development phase); set package.split: val300 to package the val-300 frames"
         )
-    test_dir = Path(paths.ensemble) / split
-    runtime = json.loads((test_dir / "runtime.json").read_text())
-    zip_path = Path(paths.submissions) / f"{params.package.name}.zip"
+    pred_dir = layout.ensemble(cfg.split)
+    runtime = read_json(pred_dir / "runtime.json", what="ensemble runtime record")
+    zip_path = layout.submission_zip(cfg.name)
+    used = dict(zip(runtime.get("members", []), runtime.get("weights", []), strict=False))
     package(
-        test_dir / "png8",
+        pred_dir / "png8",
         names,
         zip_path,
         runtime_s=float(runtime["seconds_per_frame"]),
         used_gpu="cuda" in str(runtime.get("device", "cpu")),
-        extra_data=params.package.extra_data,
-        description=params.package.description
-        or describe_run(params, dict(zip(runtime.get("members", []), runtime.get("weights", []), strict=False))),
+        extra_data=cfg.extra_data,
+        description=cfg.description or describe_run(models, tta, ensemble, used),
     )
     problems = check(zip_path, expected_frames(index_csv))
     if problems:

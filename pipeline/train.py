@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
-from pipeline.fileio import atomic_path, write_json
+from pipeline.figures import pyplot, save_figure
+from pipeline.fileio import atomic_path, to_uint8, write_json
 from pipeline.losses import stage_loss
 from pipeline.metrics import psnr, ssim
 from pipeline.models import (
@@ -345,7 +346,7 @@ def validate(accelerator: Accelerator, net: torch.nn.Module, frames: ValFrames, 
             out = restore_tiled(
                 net, blur, tile=cfg.val_tile, overlap=32, batch=4, precision=precision, device=accelerator.device
             )
-            pred = np.round(np.clip(out, 0, 1) * 255.0).astype(np.uint8)
+            pred = to_uint8(out)
             scores.append([psnr(pred, sharp), ssim(pred, sharp)])
     local = torch.tensor(scores, dtype=torch.float64, device=accelerator.device).reshape(-1, 2)
     # split_between_processes may give ranks unequal shares; pad to gather, then drop padding.
@@ -392,12 +393,7 @@ def _truncate_live(live_dir: Path, step: int) -> None:
 
 def _plot_curve(df: pd.DataFrame, path: Path, title: str, input_psnr: float) -> None:
     """Loss, learning rate and val-300 PSNR against step, for people without a browser (from DVCLive's data)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     panels = ((axes[0], "train/loss", "training loss (PSNR loss)"), (axes[1], "train/lr", "learning rate"))
     for ax, key, label in panels:
         if key in df:
@@ -412,9 +408,7 @@ def _plot_curve(df: pd.DataFrame, path: Path, title: str, input_psnr: float) -> 
     axes[2].set(title="val-300 PSNR (dB)", xlabel="step")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, tight=False)
 
 
 @dataclass
@@ -441,10 +435,6 @@ class _Run:
 
 def _setup(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutputs, use_cpu: bool) -> _Run:
     """Accelerator, batch plan, model (checked against ``init_from`` before anything is written), data, optimiser."""
-    if cfg.optimizer not in ("adam", "adamw"):
-        raise ValueError(f"models.{name}.optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
-    if cfg.steps < 1:
-        raise ValueError(f"models.{name}.steps must be >= 1, got {cfg.steps}")
     state = PartialState(cpu=use_cpu)
     batch = plan_batch(cfg.global_batch, state.num_processes, cfg.max_batch_per_process)
     accelerator = Accelerator(

@@ -4,17 +4,16 @@ It depends on every key of the file, so a typo or a value out of range (in any s
 none) stops ``dvc repro`` here; its output is the same for every valid file, so a valid edit reruns nothing else.
 """
 
-from pathlib import Path
-
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params, params_check
 from pipeline.fileio import write_json
+from pipeline.layout import Layout
 
 
 @reports_user_errors
 def main() -> None:
     params = load_params("params.yaml")
-    write_json(Path(params.paths.metrics) / "params_check.json", params_check(params))
+    write_json(Layout(params.paths).params_check, params_check(params))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import argparse
 
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
+from pipeline.layout import Layout
 from pipeline.predict import run_inference
 
 
@@ -13,7 +14,8 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is present")
     args = parser.parse_args()
-    for job, runtime in run_inference(args.model, load_params("params.yaml"), cpu=args.cpu or None).items():
+    params = load_params("params.yaml")
+    for job, runtime in run_inference(args.model, params.tta, Layout(params.paths), cpu=args.cpu or None).items():
         print(f"{args.model} {job}: {runtime['seconds_per_frame']:.3f} s/frame on {runtime['device']}")
 
 

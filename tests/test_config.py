@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 def test_params_yaml_and_presets_load():
     params = load_params(REPO / "params.yaml")
     assert set(params.ensemble.members) <= set(params.models)
-    assert len(params.models) == 3
     for preset in sorted((REPO / "presets").glob("*.yaml")):
         p = load_params(preset)
         assert set(p.ensemble.members) <= set(p.models), preset
@@ -245,3 +244,38 @@ def test_pretrain_stage_paths_match_params_and_it_is_frozen():
     ]
     # Every member fine-tuned from the base depends on its weights.
     assert "${paths.pretrained}/base.safetensors" in dvc["stages"]["train"]["do"]["deps"]
+
+
+def test_paths_defaults_equal_params_yaml_and_dvc_yaml_names_the_layouts_files():
+    """One set of paths: PathsConfig's defaults are params.yaml's, and the files dvc.yaml templates from ``paths`` are
+    the ones pipeline.layout.Layout names for the code."""
+    from pipeline.config import PathsConfig
+    from pipeline.layout import Layout
+
+    paths = load_params(REPO / "params.yaml").paths
+    assert PathsConfig() == paths
+    layout = Layout(paths)
+    text = (REPO / "dvc.yaml").read_text()
+    for key, value in vars(paths).items():
+        text = text.replace(f"${{paths.{key}}}", value)
+    dvc = yaml.safe_load(text)["stages"]
+
+    def files(stage: dict, kind: str) -> set[str]:
+        return {next(iter(o)) if isinstance(o, dict) else o for o in stage.get(kind, [])}
+
+    evaluate, ensemble = dvc["evaluate"]["do"], dvc["ensemble"]
+    m = "${key}"
+    assert {str(layout.index("val300")), str(layout.input_scores)} <= files(evaluate, "deps")
+    assert str(layout.eval_dir(m)) in files(evaluate, "outs")
+    assert str(layout.eval_metrics(m)) in files(evaluate, "metrics")
+    assert {str(layout.ensemble()), str(layout.ensemble_eval_csv.parent)} == files(ensemble, "outs")
+    assert str(layout.ensemble_metrics) in files(ensemble, "metrics")
+    assert str(layout.predictions(m)) in files(dvc["infer"]["do"], "outs")
+    assert str(layout.weights(m)) in files(dvc["train"]["do"], "outs")
+    assert str(layout.train_metrics(m)) in files(dvc["train"]["do"], "metrics")
+    assert str(layout.data_metrics) in files(dvc["prepare"], "metrics")
+    assert str(layout.params_check) in files(dvc["check_params"], "outs")
+    assert str(layout.submission_zip("${package.name}")) in files(dvc["package"], "outs")
+    assert {str(layout.submissions / n) for n in ("leaderboard.csv", "leaderboard.md")} <= files(
+        dvc["leaderboard"], "outs"
+    )

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.config import EnsembleConfig, PathsConfig
 from pipeline.ensemble import (
     EnsembleError,
     average_predictions,
@@ -17,9 +18,10 @@ from pipeline.ensemble import (
     project_to_simplex,
     run_ensemble,
     split_fit_heldout,
-    to_uint8,
 )
-from pipeline.fileio import read_image, read_image16, write_image, write_image16, write_json
+from pipeline.evaluate import evaluate_model, score_inputs, write_input_scores
+from pipeline.fileio import read_image, read_image16, to_uint8, write_image, write_image16, write_json
+from pipeline.layout import Layout
 
 H, W = 16, 24
 
@@ -109,14 +111,14 @@ def make_val(tmp_path, n=8, sigma_a=2.0, sigma_b=20.0, spf=(0.5, 1.25), devices=
              "blur_path": str(tmp_path / "blur" / f"{name}.png"),
              "sharp_path": str(tmp_path / "sharp" / f"{name}.png"), "height": H, "width": W}
         )  # fmt: skip
-    write_member(tmp_path / "pred/good/val300", good, spf[0], devices[0])
-    write_member(tmp_path / "pred/bad/val300", bad, spf[1], devices[1])
+    write_member(tmp_path / "pred/good/x8/val300", good, spf[0], devices[0])
+    write_member(tmp_path / "pred/bad/x8/val300", bad, spf[1], devices[1])
     return pd.DataFrame(rows)
 
 
 def test_fit_weights_prefers_the_better_member(tmp_path):
     index = make_val(tmp_path)
-    dirs = [tmp_path / "pred/good/val300", tmp_path / "pred/bad/val300"]
+    dirs = [tmp_path / "pred/good/x8/val300", tmp_path / "pred/bad/x8/val300"]
     w, report = fit_weights(dirs, index, fit_fraction=0.5, seed=0, member_names=["good", "bad"])
     assert sum(w) == pytest.approx(1.0) and min(w) >= 0
     # Independent noise of sigma 2 and 20: the MSE-optimal weight of the good member is 400 / 404.
@@ -135,25 +137,31 @@ def test_fit_weights_prefers_the_better_member(tmp_path):
     assert report["heldout_psnr_equal"] == pytest.approx(20 * math.log10(255 / (math.sqrt(404) / 2)), abs=0.5)
 
 
+def ensemble_layout(tmp_path, index, *, test_frames: bool) -> Layout:
+    """The files the ensemble stage reads, as the earlier stages write them: index CSVs, per-frame input scores, and
+    each member's x8 predictions (``make_val``) scored by ``evaluate``."""
+    layout = Layout(PathsConfig(data=str(tmp_path / "data"), predictions=str(tmp_path / "pred"),
+                                eval=str(tmp_path / "eval"), ensemble=str(tmp_path / "ensemble"),
+                                metrics=str(tmp_path / "metrics")))  # fmt: skip
+    layout.index("val300").parent.mkdir(parents=True)
+    index.to_csv(layout.index("val300"), index=False)
+    test = pd.DataFrame({"name": [f"100_{i:08d}" for i in range(3)] if test_frames else []})
+    test.to_csv(layout.index("test300"), index=False)
+    write_input_scores(layout.input_scores, score_inputs(index))
+    for member in ("good", "bad"):
+        evaluate_model(member, layout, ["x8"])
+    return layout
+
+
 def test_run_ensemble_writes_splits_sums_runtime_and_scores(tmp_path):
     index = make_val(tmp_path)
     rng = np.random.default_rng(9)
     test_imgs = {f"100_{i:08d}": rng.random((H, W, 3), dtype=np.float32) for i in range(3)}
-    write_member(tmp_path / "pred/good/test300", test_imgs, 0.5)
-    write_member(tmp_path / "pred/bad/test300", test_imgs, 1.25)
-    members = {m: {s: tmp_path / "pred" / m / s for s in ("val300", "test300")} for m in ("good", "bad")}
+    write_member(tmp_path / "pred/good/x8/test300", test_imgs, 0.5)
+    write_member(tmp_path / "pred/bad/x8/test300", test_imgs, 1.25)
+    layout = ensemble_layout(tmp_path, index, test_frames=True)
     out_root = tmp_path / "ensemble"
-    result = run_ensemble(
-        members,
-        ["val300", "test300"],
-        out_root,
-        None,
-        True,
-        0.5,
-        index,
-        metrics_json=tmp_path / "metrics/ensemble.json",
-        per_image_csv=tmp_path / "plots/ensemble.csv",
-    )
+    result = run_ensemble(EnsembleConfig(fit=True), layout, members=["good", "bad"], mode="x8")
     assert sorted(p.name for p in out_root.iterdir()) == ["test300", "val300"]  # no temporary leftovers
     assert sorted(p.stem for p in (out_root / "test300/png8").iterdir()) == sorted(test_imgs)
     assert len(list((out_root / "val300/png16").iterdir())) == 8
@@ -164,8 +172,8 @@ def test_run_ensemble_writes_splits_sums_runtime_and_scores(tmp_path):
     np.testing.assert_allclose(
         read_image16(out_root / "test300/png16/100_00000001.png"), test_imgs["100_00000001"], atol=1 / 65535
     )
-    assert json.loads((tmp_path / "metrics/ensemble.json").read_text()) == result
-    assert {"psnr", "ssim", "ssim3d", "gain_db", "frames", "input", "members", "weights", "seconds_per_frame",
+    assert json.loads(layout.ensemble_metrics.read_text()) == result
+    assert {"psnr", "ssim", "ssim3d", "gain_db", "frames", "members", "weights", "seconds_per_frame",
             "device", "member_psnr", "best_member", "best_member_psnr", "gain_over_best_member_db", "fit",
             "settings", "published", "variants"} == set(result)  # fmt: skip
     # The fitted ensemble is published; the equal-weight one is scored beside it, from the same members.
@@ -173,32 +181,48 @@ def test_run_ensemble_writes_splits_sums_runtime_and_scores(tmp_path):
     assert result["variants"]["fitted"]["psnr"] == result["psnr"]
     assert result["variants"]["equal"]["weights"] == {"good": 0.5, "bad": 0.5}
     assert result["variants"]["equal"]["psnr"] < result["psnr"] - 5  # the bad member's noise drags the average down
-    equal_csv = pd.read_csv(tmp_path / "plots/ensemble_equal.csv")
+    equal_csv = pd.read_csv(tmp_path / "eval/ensemble/ensemble_equal.csv")
     assert equal_csv["psnr"].mean() == pytest.approx(result["variants"]["equal"]["psnr"], abs=1e-3)
     assert result["seconds_per_frame"] == 1.75 and result["frames"] == 8
     assert result["best_member"] == "good"
     assert result["psnr"] >= result["best_member_psnr"] - 0.05
     assert result["member_psnr"]["good"] == pytest.approx(20 * math.log10(255 / 2), abs=0.5)
     assert result["weights"]["good"] > 0.95
-    csv = pd.read_csv(tmp_path / "plots/ensemble.csv")
+    csv = pd.read_csv(layout.ensemble_eval_csv)
     assert len(csv) == 8 and csv["psnr"].mean() == pytest.approx(result["psnr"], abs=1e-3)
+
+
+def test_run_ensemble_reads_member_scores_from_their_evaluation(tmp_path):
+    """Members' PSNRs are what evaluate@ recorded (not rescored); a missing record names its file."""
+    index = make_val(tmp_path, n=3)
+    layout = ensemble_layout(tmp_path, index, test_frames=False)
+    record = json.loads(layout.eval_metrics("bad").read_text())
+    record["tta"]["x8"]["psnr"] = 99.0
+    write_json(layout.eval_metrics("bad"), record)
+    result = run_ensemble(EnsembleConfig(), layout, members=["good", "bad"], mode="x8")
+    assert result["member_psnr"]["bad"] == 99.0 and result["best_member"] == "bad"
+    assert sorted(p.name for p in (tmp_path / "ensemble").iterdir()) == ["val300"]  # no test frames: val-300 only
+    layout.eval_metrics("good").unlink()
+    with pytest.raises(EnsembleError, match=r"eval/good\.json: evaluation metrics not found"):
+        run_ensemble(EnsembleConfig(), layout, members=["good", "bad"], mode="x8")
 
 
 def test_run_ensemble_fixed_weights_and_devices(tmp_path):
     index = make_val(tmp_path, n=3, devices=("cuda:0", "cpu"))
-    members = {m: {"val300": tmp_path / "pred" / m / "val300"} for m in ("good", "bad")}
-    kw = dict(metrics_json=tmp_path / "m.json", per_image_csv=tmp_path / "p.csv")
-    result = run_ensemble(members, ["val300"], tmp_path / "ens", None, False, 0.5, index, **kw)
+    layout = ensemble_layout(tmp_path, index, test_frames=False)
+    kw = dict(members=["good", "bad"], mode="x8")
+    result = run_ensemble(EnsembleConfig(), layout, **kw)
     assert result["published"] == "equal" and set(result["variants"]) == {"equal"}  # the default: equal weights
-    result = run_ensemble(members, ["val300"], tmp_path / "ens", [3, 1], False, 0.5, index, **kw)
+    result = run_ensemble(EnsembleConfig(weights=(3, 1)), layout, **kw)
     assert result["weights"] == {"good": 0.75, "bad": 0.25} and "fit" not in result
     assert result["published"] == "weights" and set(result["variants"]) == {"weights", "equal"}
     assert result["device"] == "cuda:0,cpu"
     assert result["seconds_per_frame"] == 1.75
     # A member with weight 0 never has to run: it adds nothing to the ensemble's runtime.
-    result = run_ensemble(members, ["val300"], tmp_path / "ens", [1, 0], False, 0.5, index, **kw)
+    result = run_ensemble(EnsembleConfig(weights=(1, 0)), layout, **kw)
     assert result["weights"] == {"good": 1.0, "bad": 0.0} and result["seconds_per_frame"] == 0.5
-    with pytest.raises(EnsembleError, match="must include 'val300'"):
-        run_ensemble(members, ["test300"], tmp_path / "ens", None, False, 0.5, index, **kw)
-    with pytest.raises(EnsembleError, match=r"member 'good' has no prediction dir for split\(s\) \['test300'\]"):
-        run_ensemble(members, ["val300", "test300"], tmp_path / "ens", None, False, 0.5, index, **kw)
+    with pytest.raises(EnsembleError, match="no ensemble members"):
+        run_ensemble(EnsembleConfig(), layout, members=[], mode="x8")
+    pd.DataFrame({"name": ["100_00000009"]}).to_csv(layout.index("test300"), index=False)  # test frames appear
+    with pytest.raises(EnsembleError, match=r"x8/test300/png16: 16-bit predictions of member 'good'"):
+        run_ensemble(EnsembleConfig(), layout, **kw)

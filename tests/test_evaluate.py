@@ -10,8 +10,18 @@ import pandas as pd
 import pytest
 
 from pipeline import metrics
-from pipeline.evaluate import EvaluationError, evaluate_model, score_dir, score_inputs, summarize
+from pipeline.config import PathsConfig
+from pipeline.evaluate import (
+    EvaluationError,
+    evaluate_model,
+    read_input_scores,
+    score_dir,
+    score_inputs,
+    summarize,
+    write_input_scores,
+)
 from pipeline.fileio import write_image, write_json
+from pipeline.layout import Layout
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
 
@@ -112,30 +122,44 @@ def test_summarize_gain(frames):
     assert summary["gain_db"] == pytest.approx(20 * math.log10(2), abs=1e-4)
 
 
+def _layout(root, index):
+    """A layout under ``root`` holding the val-300 index and the per-frame input scores the data stage writes."""
+    layout = Layout(PathsConfig(data=str(root / "data"), predictions=str(root / "predictions"),
+                                eval=str(root / "eval"), metrics=str(root / "metrics")))  # fmt: skip
+    layout.index("val300").parent.mkdir(parents=True)
+    index.to_csv(layout.index("val300"), index=False)
+    write_input_scores(layout.input_scores, score_inputs(index))
+    return layout
+
+
+def test_input_scores_round_trip_bit_exact(frames, tmp_path):
+    _, index, _ = frames
+    inputs = score_inputs(index).assign(psnr=[1 / 3, 2 / 3, np.pi])  # floats that a short format would round
+    write_input_scores(tmp_path / "in.csv", inputs)
+    back = read_input_scores(tmp_path / "in.csv")
+    assert list(back["name"]) == NAMES and list(back["psnr"]) == [1 / 3, 2 / 3, np.pi]  # bit for bit
+    (tmp_path / "bad.csv").write_text("name,psnr\n000_00000009,1\n")
+    with pytest.raises(EvaluationError, match=r"bad\.csv: not a table of input scores, missing column\(s\)"):
+        read_input_scores(tmp_path / "bad.csv")
+    with pytest.raises(EvaluationError, match=r"absent\.csv: per-frame input scores not found"):
+        read_input_scores(tmp_path / "absent.csv")
+
+
 def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
-    root, _, sharp = frames
-    pred_root = root / "predictions" / "m1"
+    root, index, sharp = frames
+    layout = _layout(root, index)
     for mode, offset, spf in [("plain", 5, 0.25), ("x8", 2, 2.0)]:
-        split_dir = pred_root / mode / "val300"
+        split_dir = layout.predictions("m1", mode, "val300")
         write_preds(split_dir / "png8", sharp, offset)
         write_json(
             split_dir / "runtime.json",
             {"seconds_per_frame": spf, "frames": 3, "device": "cpu", "precision": "bf16", "tta": mode},
         )
-    out = evaluate_model(
-        "m1",
-        pred_root,
-        ["plain", "x8"],
-        root / "val300.csv",
-        root / "plots" / "m1",
-        root / "metrics" / "m1.json",
-        extra={"params": 1234, "macs_g_256": 0.5},
-    )
-    on_disk = json.loads((root / "metrics" / "m1.json").read_text())
+    out = evaluate_model("m1", layout, ["plain", "x8"])
+    on_disk = json.loads(layout.eval_metrics("m1").read_text())
     assert on_disk == out
-    assert list(out) == ["model", "input", "frames", "tta", "params", "macs_g_256"]
-    assert out["model"] == "m1" and out["params"] == 1234 and out["frames"] == 3
-    assert out["input"]["psnr"] == pytest.approx(psnr_of_offset(10), abs=1e-4)
+    assert list(out) == ["model", "frames", "tta"]  # input scores: the data stage's files; model facts: train's
+    assert out["model"] == "m1" and out["frames"] == 3
     assert set(out["tta"]) == {"plain", "x8"}
     assert set(out["tta"]["x8"]) == {
         "psnr",
@@ -154,20 +178,32 @@ def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
     assert out["tta"]["x8"]["gain_db"] == pytest.approx(20 * math.log10(5), abs=1e-4)
     assert out["tta"]["x8"]["seconds_per_frame"] == 2.0
     assert out["tta"]["plain"]["device"] == "cpu"
-    csv = pd.read_csv(root / "plots" / "m1" / "x8.csv", dtype={"name": str})
+    csv = pd.read_csv(layout.eval_csv("m1", "x8"), dtype={"name": str})
     assert list(csv.columns) == ["name", "psnr", "ssim", "ssim3d", "input_psnr", "gain_db"]
     assert csv["ssim3d"].mean() == pytest.approx(out["tta"]["x8"]["ssim3d"], abs=1e-5)
     assert list(csv["name"]) == NAMES
+    np.testing.assert_allclose(csv["input_psnr"], psnr_of_offset(10), atol=1e-5)
     np.testing.assert_allclose(csv["gain_db"], 20 * math.log10(5), atol=1e-4)
 
 
-def test_evaluate_model_missing_runtime_and_key_clash(frames):
-    root, _, sharp = frames
-    pred_root = root / "predictions" / "m1"
-    write_preds(pred_root / "plain" / "val300" / "png8", sharp, 5)
-    args = ("m1", pred_root, ["plain"], root / "val300.csv", root / "plots", root / "m.json")
+def test_evaluate_model_reads_the_input_scores_instead_of_rescoring(frames):
+    """The input column comes from the data stage's file: a (deliberately wrong) stored value shows through."""
+    root, index, sharp = frames
+    layout = _layout(root, index)
+    write_input_scores(layout.input_scores, score_inputs(index).assign(psnr=10.0))
+    split_dir = layout.predictions("m1", "plain", "val300")
+    write_preds(split_dir / "png8", sharp, 5)
+    write_json(split_dir / "runtime.json", {"seconds_per_frame": 1.0, "device": "cpu"})
+    out = evaluate_model("m1", layout, ["plain"])
+    assert out["tta"]["plain"]["gain_db"] == pytest.approx(psnr_of_offset(5) - 10.0, abs=1e-4)
+
+
+def test_evaluate_model_missing_runtime_and_input_scores(frames):
+    root, index, sharp = frames
+    layout = _layout(root, index)
+    write_preds(layout.predictions("m1", "plain", "val300") / "png8", sharp, 5)
     with pytest.raises(EvaluationError, match=r"runtime\.json: runtime record not found"):
-        evaluate_model(*args)
-    write_json(pred_root / "plain" / "val300" / "runtime.json", {"seconds_per_frame": 1.0, "device": "cpu"})
-    with pytest.raises(EvaluationError, match=r"\['model'\] would overwrite"):
-        evaluate_model(*args, extra={"model": "other"})
+        evaluate_model("m1", layout, ["plain"])
+    layout.input_scores.unlink()
+    with pytest.raises(EvaluationError, match=r"val300_inputs\.csv: per-frame input scores not found"):
+        evaluate_model("m1", layout, ["plain"])

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.config import CropsConfig
 from pipeline.fileio import write_json
 from pipeline.leaderboard import (
     COLUMNS,
@@ -34,35 +35,38 @@ def mode(psnr, spf, settings=None):
 
 @pytest.fixture()
 def metrics_files(tmp_path):
-    inp = {"psnr": 25.0, "ssim": 0.7}
+    write_json(tmp_path / "data.json", {"source": "synthetic", "input": {"psnr": 25.0, "ssim": 0.7, "ssim3d": 0.8,
+                                                                       "frames": 12}})  # fmt: skip
     wide = {"model": "wide", "variant": "hinet-2x-deep", "width": 128, "extra_blocks": 2, "params": 5000,
             "macs_g_256": 2.5, "steps": 100, "best_psnr": 1, "final_psnr": 1}  # fmt: skip
     write_json(tmp_path / "train/wide.json", wide)
     write_json(tmp_path / "train/base.json", {"model": "base", "variant": "hinet-1x", "params": 1000, "steps": 50})
     write_json(
         tmp_path / "eval/wide.json",
-        {"model": "wide", "input": inp, "frames": 12, "crops": {"n": 64, "size": 32},
+        {"model": "wide", "frames": 12,
          "tta": {"plain": mode(27.0, 1.0, "plain"), "x8": mode(27.3, 8.0, "x8"), "x8+crops": mode(27.4, 20.0)}},
     )  # fmt: skip
     write_json(
         tmp_path / "eval/base.json",
-        {"model": "base", "input": inp, "frames": 12, "tta": {"plain": mode(26.0, 0.5), "x8": mode(27.35, 4.0)}},
+        {"model": "base", "frames": 12, "tta": {"plain": mode(26.0, 0.5), "x8": mode(27.35, 4.0)}},
     )
     write_json(
         tmp_path / "ensemble.json",
-        {"psnr": 27.5, "ssim": 0.81, "gain_db": 2.5, "frames": 12, "input": inp, "members": ["wide", "base"],
+        {"psnr": 27.5, "ssim": 0.81, "gain_db": 2.5, "frames": 12, "members": ["wide", "base"],
          "weights": {"wide": 0.6, "base": 0.4}, "seconds_per_frame": 24.0, "device": "cpu", "best_member_psnr": 27.4,
          "fit": {"heldout_gain_db": 0.012}, "settings": "ensemble(wide:x8+crops, base:x8)"},
     )  # fmt: skip
     return tmp_path
 
 
-def build(root):
+def build(root, **kw):
     return build_leaderboard(
-        None,
-        [root / "eval/wide.json", root / "eval/base.json"],
-        root / "ensemble.json",
-        [root / "train/wide.json", root / "train/base.json"],
+        data_json=root / "data.json",
+        eval_jsons=[root / "eval/wide.json", root / "eval/base.json"],
+        train_jsons=[root / "train/wide.json", root / "train/base.json"],
+        ensemble_json=root / "ensemble.json",
+        crops=CropsConfig(n=64, size=32),
+        **kw,
     )
 
 
@@ -79,6 +83,7 @@ def test_rows_and_columns(metrics_files):
     assert row.loc["ensemble", "model"] == "wide+base" and row.loc["ensemble", "seconds_per_frame"] == 24.0
     assert row.loc["input", "gain_db"] == 0.0 and row.loc["input", "seconds_per_frame"] == 0.0
     assert row.loc["input", "settings"] == "blurry input, 12 frames"
+    assert (row.loc["input", "psnr"], row.loc["input", "ssim"], row.loc["input", "ssim3d"]) == (25.0, 0.7, 0.8)
     assert row.loc["wide/x8", "settings"] == "variant=hinet-2x-deep width=128 extra_blocks=2 steps=100 tta=x8 bf16"
     assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 size=32 bf16")
     assert row.loc["base/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
@@ -93,9 +98,11 @@ def test_rows_and_columns(metrics_files):
 def test_bad_metrics_file_is_named(metrics_files, tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(LeaderboardError, match=r"broken\.json: not valid JSON"):
-        build_leaderboard(None, [tmp_path / "broken.json"], None, [])
+        build_leaderboard(data_json=None, eval_jsons=[tmp_path / "broken.json"], train_jsons=[])
     with pytest.raises(LeaderboardError, match=r"train/wide\.json: no 'tta' scores"):
-        build_leaderboard(None, [metrics_files / "train/wide.json"], None, [])
+        build_leaderboard(data_json=None, eval_jsons=[metrics_files / "train/wide.json"], train_jsons=[])
+    with pytest.raises(LeaderboardError, match=r"train/wide\.json: no 'input' scores"):
+        build_leaderboard(data_json=metrics_files / "train/wide.json", eval_jsons=[], train_jsons=[])
 
 
 def test_pareto_front_hand_made():
@@ -142,6 +149,25 @@ def test_write_leaderboard_files(metrics_files, tmp_path):
     assert "| entry" in md and "| wide/x8+crops" in md and "27.400" in md and "5,000" in md
 
 
+def test_leaderboard_built_twice_from_the_same_inputs_is_byte_identical(metrics_files, tmp_path):
+    frames = [f"000_{i:08d}" for i in range(12)]
+    rng = np.random.default_rng(1)
+    means = {"input": 25.0, "wide/plain": 27.0, "wide/x8": 27.3, "wide/x8+crops": 27.4, "base/plain": 26.0,
+             "base/x8": 27.35, "ensemble": 27.5}  # the table's PSNRs, as means of per-frame scores  # fmt: skip
+    per_frame = {}
+    for entry, mean in means.items():
+        noise = rng.normal(0, 0.3, 12)
+        per_frame[entry] = pd.DataFrame({"psnr": mean + noise - noise.mean()}, index=frames)
+    outputs = []
+    for run in ("a", "b"):
+        df = build(metrics_files, per_frame=per_frame)
+        paths = write_leaderboard(df, tmp_path / run, per_frame=per_frame)
+        outputs.append({k: paths[k].read_bytes() for k in ("csv", "md", "json", "steps")})
+    assert outputs[0] == outputs[1]
+    back = pd.read_csv(tmp_path / "a" / "leaderboard.csv")
+    assert back["gain_ci_low"].notna().sum() == 6  # every row but the input carries its interval
+
+
 def test_merge_experiments_on_recorded_dvc_output():
     df = merge_experiments(json.loads(SAMPLE.read_text()))
     base = ["experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
@@ -172,3 +198,21 @@ def test_merge_cli_reads_json_and_writes_csv(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "merged.csv")) == 30
     with pytest.raises(SystemExit):
         main(["merge", "--json", str(tmp_path / "missing.json")])
+
+
+def test_merge_reads_the_input_row_from_the_data_stage():
+    scores = {"psnr": 25.0, "ssim": 0.75, "gain_db": 0.5, "seconds_per_frame": 1.0, "device": "cpu"}
+    record = {
+        "rev": "workspace",
+        "data": {
+            "params": {"params.yaml": {"data": {"tta": {"submit": "x8"}}}},
+            "metrics": {
+                "metrics/data.json": {"data": {"input": {"psnr": 24.5, "ssim": 0.7, "ssim3d": 0.8, "frames": 60}}},
+                "metrics/eval/a.json": {"data": {"model": "a", "frames": 60, "tta": {"x8": scores}}},
+            },
+        },
+    }
+    df = merge_experiments([record]).set_index("entry")
+    assert list(df.index) == ["a/x8", "input"]
+    assert (df.loc["input", "psnr"], df.loc["input", "ssim"], df.loc["input", "gain_db"]) == (24.5, 0.7, 0.0)
+    assert df.loc["a/x8", "psnr"] == 25.0 and df.loc["a/x8", "experiment"] == "workspace"

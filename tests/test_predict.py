@@ -9,13 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.config import CropsConfig
+from pipeline.config import CropsConfig, PathsConfig, TTAConfig
 from pipeline.fileio import ImageReadError, read_image, read_image16, write_image
 from pipeline.inference import restore
-from pipeline.models import create_model
-from pipeline.predict import RUNTIME_KEYS, predict_index
+from pipeline.layout import Layout
+from pipeline.models import create_model, save_weights
+from pipeline.predict import RUNTIME_KEYS, predict_index, run_inference
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
+TTA = TTAConfig(tile=32, overlap=8, batch=8, precision="fp32", ladder=("plain", "x8+crops"), submit="x8+crops",
+                crops=CropsConfig(n=3, size=16))  # fmt: skip
 SETTINGS = dict(tta="x8+crops", tile=32, overlap=8, batch=8, precision="fp32", crops=CropsConfig(n=3, size=16))
 
 
@@ -46,7 +49,7 @@ def test_predict_index_writes_exactly_the_expected_files(tmp_path, model):
     out = tmp_path / "pred"
     out.mkdir()
     (out / "stale.txt").write_text("from an older run")
-    runtime = predict_index(model, csv, out, progress=False, **SETTINGS)
+    runtime = predict_index(model, csv, out, TTA, progress=False)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     expected = sorted([f"png16/{n}.png" for n in NAMES] + [f"png8/{n}.png" for n in NAMES] + ["runtime.json"])
     assert files == expected
@@ -68,7 +71,8 @@ def test_predict_index_with_single_process_accelerator(tmp_path, model):
     csv = make_index(tmp_path, NAMES[:2])
     try:
         accelerator = Accelerator(cpu=True)
-        runtime = predict_index(model, csv, tmp_path / "pred", accelerator=accelerator, progress=False, tta="plain")
+        tta = TTAConfig(ladder=("plain",), submit="plain")  # bf16 autocast by default
+        runtime = predict_index(model, csv, tmp_path / "pred", tta, accelerator=accelerator, progress=False)
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)  # leave no global state for other tests
     assert runtime["frames"] == 2 and runtime["precision"] == "bf16"
@@ -81,7 +85,7 @@ def test_failure_names_the_file_and_leaves_previous_output(tmp_path, model):
     out.mkdir()
     (out / "previous.txt").write_text("kept")
     with pytest.raises(ImageReadError, match=NAMES[1]):
-        predict_index(model, csv, out, progress=False, tta="plain", tile=32, overlap=8, precision="fp32")
+        predict_index(model, csv, out, TTA, mode="plain", progress=False)
     assert [p.name for p in out.iterdir()] == ["previous.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -90,10 +94,10 @@ def test_bad_index_is_reported(tmp_path, model):
     csv = tmp_path / "index.csv"
     pd.DataFrame({"name": ["a"], "path": ["x.png"]}).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="blur_path"):
-        predict_index(model, csv, tmp_path / "out", progress=False)
+        predict_index(model, csv, tmp_path / "out", TTA, progress=False)
     pd.DataFrame({"name": ["a", "a"], "blur_path": ["x.png", "y.png"]}).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="duplicate"):
-        predict_index(model, csv, tmp_path / "out", progress=False)
+        predict_index(model, csv, tmp_path / "out", TTA, progress=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -108,7 +112,7 @@ def test_interrupted_inference_resumes_only_missing_frames_and_ends_identical(tm
 
     names = [f"{s:03d}_00000009" for s in range(4)]
     csv = make_index(tmp_path, names=names)
-    settings = dict(tile=32, overlap=8, batch=8, precision="fp32", crops=CropsConfig(n=3, size=16), progress=False)
+    settings = dict(tta=TTA, progress=False)
     modes = ("plain", "x8+crops")
     clean = predict.predict_ladder(model, csv, {m: tmp_path / "clean" / m for m in modes}, **settings)
 
@@ -146,7 +150,7 @@ _KILLED_RUN = """
 import os, signal, sys
 import torch
 import pipeline.predict as predict
-from pipeline.config import CropsConfig
+from pipeline.config import CropsConfig, TTAConfig
 from pipeline.models import create_model
 
 csv, out, scratch, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -166,8 +170,9 @@ if kill_at >= 0:
     predict.write_image = write_then_die
 torch.manual_seed(0)
 model = create_model("hinet-tiny").eval()
-predict.predict_ladder(model, csv, {"x8": out}, tile=32, overlap=8, batch=8, precision="fp32",
-                       crops=CropsConfig(n=3, size=16), progress=False, scratch=scratch)
+tta = TTAConfig(tile=32, overlap=8, batch=8, precision="fp32", ladder=("x8",), submit="x8",
+                crops=CropsConfig(n=3, size=16))
+predict.predict_ladder(model, csv, {"x8": out}, tta, progress=False, scratch=scratch)
 """
 
 
@@ -203,3 +208,40 @@ def test_kill_9_mid_frame_then_rerun_restores_only_the_missing_frames(tmp_path):
     assert clean.returncode == 0, clean.stderr
     assert _tree_bytes(tmp_path / "out") == _tree_bytes(tmp_path / "clean") and len(_tree_bytes(tmp_path / "out")) == 12
     assert json.loads((tmp_path / "out/runtime.json").read_text())["frames"] == 6
+
+
+def test_run_inference_writes_the_val300_ladder_and_the_submit_mode_for_test(tmp_path, model, monkeypatch):
+    """The infer@ entry point: every ladder mode for val-300, the submit mode for test-300, from the saved weights,
+    byte-identical to predicting from the loaded weights directly; without test frames (dev phase) val-300 only."""
+    from accelerate.state import AcceleratorState
+
+    from pipeline.device import prepare_model
+    from pipeline.models import load_model
+
+    monkeypatch.chdir(tmp_path)
+    layout = Layout(PathsConfig(data="data", models="models", predictions="pred", runs="runs"))
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    make_index(tmp_path / "data" / "index", NAMES[:2]).rename(layout.index("val300"))
+    make_index(tmp_path / "data" / "test", ["100_00000009"]).rename(layout.index("test300"))
+    save_weights(model, layout.weights("tiny"), variant="hinet-tiny")
+    try:
+        runtimes = run_inference("tiny", TTA, layout, cpu=True)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert sorted(runtimes) == ["plain/val300", "x8+crops/test300", "x8+crops/val300"]
+    assert sorted(p.name for p in (tmp_path / "pred" / "tiny").iterdir()) == ["plain", "x8+crops"]
+    assert not layout.predictions("tiny", "plain", "test300").exists()  # test frames only under the submit mode
+    assert runtimes["plain/val300"]["frames"] == 2 and runtimes["x8+crops/test300"]["frames"] == 1
+    served = prepare_model(load_model(layout.weights("tiny")), torch.device("cpu"))  # as the stage loads it
+    direct = predict_index(served, layout.index("val300"), tmp_path / "direct", TTA, progress=False)
+    assert direct["frames"] == 2
+    for name in NAMES[:2]:
+        got = layout.predictions("tiny", "x8+crops", "val300") / "png16" / f"{name}.png"
+        assert got.read_bytes() == (tmp_path / "direct" / "png16" / f"{name}.png").read_bytes()
+
+    pd.DataFrame(columns=["name", "blur_path"]).to_csv(layout.index("test300"), index=False)  # development phase
+    try:
+        runtimes = run_inference("tiny", TTA, layout, cpu=True)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert sorted(runtimes) == ["plain/val300", "x8+crops/val300"]

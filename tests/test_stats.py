@@ -97,8 +97,11 @@ def test_leaderboard_rows_carry_the_interval_of_their_gain(tmp_path):
     inp = {"psnr": float(frames["input"]["psnr"].mean()), "ssim": 0.7, "ssim3d": 0.72}
     tta = {m: {"psnr": float(frames[f"m1/{m}"]["psnr"].mean()), "ssim": 0.8, "ssim3d": 0.81, "gain_db": 1.0,
                "seconds_per_frame": 1.0, "device": "cpu"} for m in ("plain", "x8")}  # fmt: skip
-    write_json(tmp_path / "m1.json", {"model": "m1", "input": inp, "tta": tta})
-    df = build_leaderboard(None, [tmp_path / "m1.json"], None, [], per_frame=frames).set_index("entry")
+    write_json(tmp_path / "m1.json", {"model": "m1", "tta": tta})
+    write_json(tmp_path / "data.json", {"input": inp})
+    df = build_leaderboard(
+        data_json=tmp_path / "data.json", eval_jsons=[tmp_path / "m1.json"], train_jsons=[], per_frame=frames
+    ).set_index("entry")
     gain = paired_gain(frames["input"]["psnr"], frames["m1/x8"]["psnr"])
     assert df.loc["m1/x8", "gain_ci_low"] == gain["ci_low"] and df.loc["m1/x8", "gain_ci_high"] == gain["ci_high"]
     assert df.loc["m1/x8", "ssim3d"] == 0.81 and df.loc["input", "ssim3d"] == 0.72

@@ -257,7 +257,7 @@ def test_describe_run_names_members_tta_and_the_weights_used():
                 "wd_s3": member},
         ensemble=EnsembleConfig(members=("wd_s1", "wd_s2", "wd_s3"), fit=True),
     )  # fmt: skip
-    text = describe_run(params, {"wd_s1": 0.0, "wd_s2": 0.25, "wd_s3": 0.75})
+    text = describe_run(params.models, params.tta, params.ensemble, {"wd_s1": 0.0, "wd_s2": 0.25, "wd_s3": 0.75})
     assert text.startswith(
         "HINet ensemble of 3: wd_s1=hinet-0.5x wf16 +1 res blocks (600 steps); "
         "wd_s2=hinet-0.5x wf16 +1 res blocks (600 steps from base);"
@@ -265,9 +265,9 @@ def test_describe_run_names_members_tta_and_the_weights_used():
     assert f"TTA: {params.tta.submit}" in text
     assert text.endswith("Ensemble weights: wd_s1=0, wd_s2=0.25, wd_s3=0.75 (fitted on part of val-300).")
     equal = dataclasses.replace(params, ensemble=EnsembleConfig(members=("wd_s1", "wd_s2", "wd_s3")))
-    assert describe_run(equal, {"wd_s1": 1 / 3, "wd_s2": 1 / 3, "wd_s3": 1 / 3}).endswith(
-        "Ensemble weights: wd_s1=0.333, wd_s2=0.333, wd_s3=0.333 (equal)."
-    )
+    assert describe_run(
+        equal.models, equal.tta, equal.ensemble, {"wd_s1": 1 / 3, "wd_s2": 1 / 3, "wd_s3": 1 / 3}
+    ).endswith("Ensemble weights: wd_s1=0.333, wd_s2=0.333, wd_s3=0.333 (equal).")
 
 
 def _phase_tree(tmp_path: Path, split: str, n: int):
@@ -290,28 +290,35 @@ def _phase_tree(tmp_path: Path, split: str, n: int):
     return lambda s: Params(paths=paths, package=PackageConfig(split=s))
 
 
-def test_build_submission_development_phase_packages_val300(tmp_path):
-    """Before test inputs exist, package.split: val300 packages the val-300 frames; test300 says what to do."""
+def _build(params):
+    from pipeline.layout import Layout
     from pipeline.submission import build_submission
 
+    return build_submission(
+        params.package, Layout(params.paths), models=params.models, tta=params.tta, ensemble=params.ensemble
+    )
+
+
+def test_build_submission_development_phase_packages_val300(tmp_path):
+    """Before test inputs exist, package.split: val300 packages the val-300 frames; test300 says what to do."""
+
     params = _phase_tree(tmp_path, "val300", 3)
-    zip_path = build_submission(params("val300"))
+    zip_path = _build(params("val300"))
     with zipfile.ZipFile(zip_path) as z:
         assert sorted(z.namelist()) == ["000_00000009.png", "001_00000009.png", "002_00000009.png", "readme.txt"]
         readme = z.read("readme.txt").decode()
     assert "runtime per image [s] : 0.5" in readme and "CPU[1] / GPU[0] : 0" in readme  # predicted on a GPU
     zip_path.unlink()
     with pytest.raises(ValueError, match=r"package.split is 'test300' but the data set has no such frames .*val300"):
-        build_submission(params("test300"))
+        _build(params("test300"))
     assert not zip_path.exists()
 
 
 def test_build_submission_removes_a_zip_that_fails_validation(tmp_path):
-    from pipeline.submission import build_submission
 
     params = _phase_tree(tmp_path, "test300", 2)
     idx = tmp_path / "data/index/test300.csv"
     pd.DataFrame({"name": ["000_00000009", "001_00000009"], "height": 16, "width": 48}).to_csv(idx, index=False)
     with pytest.raises(ValueError, match="failed validation"):
-        build_submission(params("test300"))
+        _build(params("test300"))
     assert not (tmp_path / "sub" / "hinet_ntire_submission.zip").exists()

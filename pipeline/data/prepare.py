@@ -3,7 +3,8 @@ extract training patches, and report statistics and a contact sheet.
 
 Outputs (all atomic; on any failure none of them is left looking finished):
 ``paths.data/index/{train,val,val300,test300}.csv`` (paths relative to the REDS root, with each file's md5),
-``paths.data/index/root.json`` (the root), ``paths.data/index/val300.json`` (the val-300 input scores),
+``paths.data/index/root.json`` (the root), ``paths.data/index/val300.json`` (the val-300 input scores' means),
+``paths.data/index/val300_inputs.csv`` (each val-300 input's scores, computed only here),
 ``paths.data/shards/`` (training pairs in a few block-compressed files, with ``index.json``; an index of no shards
 unless ``data.store`` is ``shards``), ``paths.data/patches/index.csv`` (empty unless ``data.store`` is ``patches``),
 ``paths.data/stats.json``, ``paths.metrics/data.json``
@@ -26,7 +27,9 @@ from pipeline.data.patches import PATCH_COLUMNS, extract_patches
 from pipeline.data.reds import ROOT_FILE, index_reds, relative_index
 from pipeline.data.shards import write_shards
 from pipeline.data.synth import manifest_matches, synthesize_reds
+from pipeline.evaluate import write_input_scores
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
+from pipeline.layout import Layout
 
 __all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare"]
 
@@ -35,14 +38,16 @@ CONTACT_SHEET = "data_contact_sheet.png"
 _TILE_WIDTH = 320
 
 
-def input_scores(table: pd.DataFrame, *, workers: int = 2) -> dict:
-    """Mean PSNR / SSIM (RGB, no border crop, BasicSR SSIM) of the blurry frames against the sharp ones."""
+def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[dict, pd.DataFrame]:
+    """Mean PSNR / SSIM / SSIM3D (RGB, no border crop, BasicSR SSIM) of the blurry frames against the sharp ones, and
+    the per-frame scores they average (written once here; evaluate, ensemble and the leaderboard read them)."""
     from pipeline.evaluate import score_inputs
 
     if table.empty:
         raise ValueError("input_scores: the frame table is empty")
     per_image = score_inputs(table, workers=workers)
-    return {"psnr": float(per_image["psnr"].mean()), "ssim": float(per_image["ssim"].mean()), "frames": len(per_image)}
+    means = {k: float(per_image[k].mean()) for k in ("psnr", "ssim", "ssim3d")}
+    return {**means, "frames": len(per_image)}, per_image
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -135,6 +140,7 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
             (tmp / "patches").mkdir()
             pd.DataFrame(columns=PATCH_COLUMNS).to_csv(tmp / "patches" / "index.csv", index=False)
         val300 = tables["val300"]
+        inputs, per_input = input_scores(val300, workers=cfg.workers)
         stats = {
             "source": cfg.source,
             "frame_height": int(val300["height"].iloc[0]),
@@ -151,11 +157,13 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
             "store": cfg.store,
             "shards": {"files": len(shards["shards"]), "bytes": shards["bytes"], "block": cfg.shard_block},
             "patch": {"size": cfg.patch_size, "stride": cfg.patch_stride, "format": cfg.patch_format},
-            "input": input_scores(val300, workers=cfg.workers),
+            "input": inputs,
         }
         sheet = contact_sheet(val300, cfg.contact_sheet_pairs)
         write_json(tmp / "stats.json", stats)
-        write_json(tmp / "index" / "val300.json", {"input": stats["input"]})
+        layout = Layout(paths)
+        write_json(tmp / "index" / layout.input_summary.name, {"input": stats["input"]})
+        write_input_scores(tmp / "index" / layout.input_scores.name, per_input)
     write_json(Path(paths.metrics) / METRICS, stats)
     write_image(Path(paths.plots) / CONTACT_SHEET, sheet)
     return stats

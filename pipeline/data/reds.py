@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -184,14 +185,15 @@ def _probe_many(paths: list[str], workers: int) -> dict[str, tuple[int, int, str
     return out
 
 
-def read_index(path: str | Path) -> pd.DataFrame:
-    """Read an index CSV written by the data stage, keeping ``seq``/``frame`` as zero-padded strings.
+def read_index(path: str | Path, columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
+    """Read an index CSV written by the data stage, keeping ``seq``/``frame`` as zero-padded strings; the one reader
+    of index CSVs (callers that need fewer than all ``COLUMNS`` name the ones they use).
 
     The data stage stores paths relative to the REDS root (so moving the data set changes no index and reruns nothing
     downstream) and the root in ``root.json`` beside the CSV; paths are returned joined with it. Absolute paths, or an
     index without ``root.json``, are returned as stored.
     """
-    return resolve_paths(read_table(path, COLUMNS), path)
+    return resolve_paths(read_table(path, tuple(columns)), path)
 
 
 def resolve_paths(table: pd.DataFrame, index_csv: str | Path) -> pd.DataFrame:

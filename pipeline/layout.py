@@ -1,0 +1,99 @@
+"""Where every file of the pipeline lives, derived from ``params.yaml``'s ``paths`` section in one place.
+
+Stage scripts and library code ask a :class:`Layout` for a path instead of joining folder names by hand, so a path is
+spelled once here (and templated from the same ``paths`` values in ``dvc.yaml``). Training's own files (checkpoints,
+DVCLive, curves) are named by :class:`pipeline.train.TrainOutputs`, which derives from the same ``PathsConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.config import PathsConfig
+
+__all__ = ["VAL_SPLIT", "Layout"]
+
+VAL_SPLIT = "val300"  # the scored validation subset: every gain, ensemble fit and leaderboard row is measured on it
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The pipeline's file names under the folders of a :class:`PathsConfig` (default: ``params.yaml``'s)."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    # data stage (paths.data)
+    def index(self, split: str) -> Path:
+        """``index/<split>.csv`` (``train``, ``val``, ``val300``, ``test300``): relative paths + md5 per frame."""
+        return Path(self.paths.data) / "index" / f"{split}.csv"
+
+    @property
+    def input_summary(self) -> Path:
+        """``index/val300.json``: the val-300 blurry inputs' mean PSNR / SSIM / SSIM3D."""
+        return Path(self.paths.data) / "index" / f"{VAL_SPLIT}.json"
+
+    @property
+    def input_scores(self) -> Path:
+        """``index/val300_inputs.csv``: per-frame input scores, computed once by ``prepare``."""
+        return Path(self.paths.data) / "index" / f"{VAL_SPLIT}_inputs.csv"
+
+    # members
+    def weights(self, model: str) -> Path:
+        return Path(self.paths.models) / f"{model}.safetensors"
+
+    def predictions(self, model: str, mode: str | None = None, split: str | None = None) -> Path:
+        """``paths.predictions/<model>[/<mode>[/<split>]]``; a split holds png16/, png8/, runtime.json."""
+        out = Path(self.paths.predictions) / model
+        if mode is not None:
+            out = out / mode
+        if split is not None:
+            out = out / split
+        return out
+
+    def infer_scratch(self, model: str) -> Path:
+        """Finished frames of an interrupted ``infer@<model>`` (not tracked by DVC)."""
+        return Path(self.paths.runs) / "infer" / model
+
+    def eval_dir(self, model: str) -> Path:
+        """``paths.eval/<model>``: one per-frame CSV per TTA mode (``ensemble``: the ensemble's CSVs)."""
+        return Path(self.paths.eval) / model
+
+    def eval_csv(self, model: str, mode: str) -> Path:
+        return self.eval_dir(model) / f"{mode}.csv"
+
+    @property
+    def ensemble_eval_csv(self) -> Path:
+        """The published ensemble's per-frame scores; other weightings sit beside it as ``ensemble_<variant>.csv``."""
+        return self.eval_dir("ensemble") / "ensemble.csv"
+
+    def ensemble(self, split: str | None = None) -> Path:
+        return Path(self.paths.ensemble) if split is None else Path(self.paths.ensemble) / split
+
+    # metrics (paths.metrics)
+    @property
+    def data_metrics(self) -> Path:
+        return Path(self.paths.metrics) / "data.json"
+
+    @property
+    def params_check(self) -> Path:
+        return Path(self.paths.metrics) / "params_check.json"
+
+    def train_metrics(self, model: str) -> Path:
+        return Path(self.paths.metrics) / "train" / f"{model}.json"
+
+    def eval_metrics(self, model: str) -> Path:
+        return Path(self.paths.metrics) / "eval" / f"{model}.json"
+
+    @property
+    def ensemble_metrics(self) -> Path:
+        return Path(self.paths.metrics) / "ensemble.json"
+
+    # submissions
+    def submission_zip(self, name: str) -> Path:
+        return Path(self.paths.submissions) / f"{name}.zip"
+
+    @property
+    def submissions(self) -> Path:
+        """The leaderboard's folder (CSV / MD / JSON, ladder steps, charts, comparison sheet) beside the zip."""
+        return Path(self.paths.submissions)

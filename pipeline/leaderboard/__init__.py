@@ -1,0 +1,27 @@
+"""The val-300 leaderboard: the table (:mod:`.table`), its charts (:mod:`.charts`) and the merge of every DVC
+experiment's rows (:mod:`.merge`, ``python -m pipeline.leaderboard merge``)."""
+
+from pipeline.leaderboard.charts import plot_ladder, plot_pareto
+from pipeline.leaderboard.merge import main, merge_experiments, pivot_psnr
+from pipeline.leaderboard.table import (
+    COLUMNS,
+    LeaderboardError,
+    ablation_ladder,
+    build_leaderboard,
+    pareto_front,
+    write_leaderboard,
+)
+
+__all__ = [
+    "COLUMNS",
+    "LeaderboardError",
+    "ablation_ladder",
+    "build_leaderboard",
+    "main",
+    "merge_experiments",
+    "pareto_front",
+    "pivot_psnr",
+    "plot_ladder",
+    "plot_pareto",
+    "write_leaderboard",
+]

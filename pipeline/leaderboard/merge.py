@@ -1,0 +1,182 @@
+"""``python -m pipeline.leaderboard merge``: the rows of every DVC experiment (``dvc exp show --json``) in one table,
+for comparing tuning runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.cli import reports_user_errors
+from pipeline.fileio import atomic_path
+from pipeline.leaderboard.table import LeaderboardError
+
+__all__ = ["main", "merge_experiments", "pivot_psnr"]
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    """Flatten nested dicts to dotted keys; lists become JSON text so they compare and display as one value."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(obj, list):
+        return {prefix[:-1]: json.dumps(obj)}
+    return {prefix[:-1]: obj}
+
+
+def _records(exp_show) -> list[dict]:
+    """Flatten ``dvc exp show --json`` (DVC 3.x: a list of workspace/baseline records with nested experiments)."""
+    if isinstance(exp_show, dict):
+        exp_show = [exp_show]
+    if not isinstance(exp_show, list):
+        raise LeaderboardError("dvc exp show --json: expected a list of records")
+    out = []
+    for top in exp_show:
+        if not isinstance(top, dict) or "rev" not in top:
+            raise LeaderboardError(f"dvc exp show --json: unexpected record {str(top)[:80]!r}")
+        baseline = top.get("name") or top["rev"][:7]
+        kind = "workspace" if top["rev"] == "workspace" else "baseline"
+        out.append({"record": top, "baseline": baseline, "kind": kind})
+        for group in top.get("experiments") or []:
+            for rec in group.get("revs") or []:
+                out.append({"record": rec, "baseline": baseline, "kind": "experiment", "group": group.get("name")})
+    return out
+
+
+def _metric_rows(metrics: dict) -> list[dict]:
+    """Leaderboard rows (input, model x mode, ensemble) found in one experiment's metrics files."""
+    rows, input_row = [], None
+    for path, payload in metrics.items():
+        data = (payload or {}).get("data")
+        if not isinstance(data, dict):
+            continue
+        stem = Path(path).stem
+        if stem == "data" and isinstance(data.get("input"), dict):  # the data stage's input scores
+            input_row = _input_row(data["input"])
+            continue
+        modes = data.get("tta")
+        if isinstance(modes, dict) and any(isinstance(v, dict) and "psnr" in v for v in modes.values()):
+            model = str(data.get("model", stem))
+            for mode, r in modes.items():
+                if isinstance(r, dict) and "psnr" in r:
+                    rows.append({"entry": f"{model}/{mode}", "model": model, "tta": mode, **_pick(r)})
+            if input_row is None and isinstance(data.get("input"), dict):  # experiments made before metrics/data.json
+                input_row = _input_row(data["input"])
+        elif "psnr" in data and (stem == "ensemble" or "best_member_psnr" in data):
+            weights = data.get("weights") if isinstance(data.get("weights"), dict) else {}
+            rows.append({"entry": "ensemble", "model": "+".join(weights), "tta": "ensemble", **_pick(data)})
+    return ([input_row] if input_row else []) + rows
+
+
+def _input_row(scores: dict) -> dict:
+    """The blurry input's row of one experiment."""
+    return {"entry": "input", "model": "", "tta": "", **_pick(scores), "gain_db": 0.0, "seconds_per_frame": 0.0}
+
+
+def _pick(r: dict) -> dict:
+    """The score and cost fields of one metrics entry."""
+    return {k: r.get(k, math.nan) for k in ("psnr", "ssim", "gain_db", "seconds_per_frame")} | {
+        "device": r.get("device", "")
+    }
+
+
+def merge_experiments(exp_show_json: list | dict) -> pd.DataFrame:
+    """One table of every scored row of every experiment in ``dvc exp show --json`` output, best PSNR first.
+
+    Columns: experiment, rev, baseline, kind, entry, model, tta, psnr, ssim, gain_db, seconds_per_frame, device,
+    then every parameter whose value differs between the experiments (``tta.*`` and ``ensemble.*`` first). The
+    workspace is left out when it merely repeats a committed baseline or experiment.
+    """
+    records = []
+    for item in _records(exp_show_json):
+        rec = item["record"]
+        data = rec.get("data") or {}
+        params = {}
+        for file, payload in (data.get("params") or {}).items():
+            flat = _flatten((payload or {}).get("data") or {})
+            params.update(flat if file == "params.yaml" else {f"{file}:{k}": v for k, v in flat.items()})
+        rows = _metric_rows(data.get("metrics") or {})
+        name = "workspace" if rec.get("rev") == "workspace" else rec.get("name") or item.get("group")
+        name = name or str(rec.get("rev", ""))[:7]
+        records.append({**item, "name": name, "params": params, "rows": rows})
+
+    def signature(r):
+        return json.dumps([r["params"], r["rows"]], sort_keys=True, default=str)
+
+    committed = {signature(r) for r in records if r["kind"] != "workspace"}
+    records = [r for r in records if r["rows"] and not (r["kind"] == "workspace" and signature(r) in committed)]
+
+    keys = sorted({k for r in records for k in r["params"]})
+    differing = [k for k in keys if len({json.dumps(r["params"].get(k), default=str) for r in records}) > 1]
+    differing.sort(key=lambda k: (not k.startswith(("tta.", "ensemble.")), k))
+
+    out = []
+    for r in records:
+        rev = str(r["record"].get("rev", ""))
+        for row in r["rows"]:
+            out.append(
+                {
+                    "experiment": r["name"],
+                    "rev": rev if rev == "workspace" else rev[:7],
+                    "baseline": r["baseline"],
+                    "kind": r["kind"],
+                    **row,
+                    **{k: r["params"].get(k) for k in differing},
+                }
+            )
+    base = ["experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
+    cols = base + ["seconds_per_frame", "device", *differing]
+    df = pd.DataFrame(out, columns=cols)
+    return df.sort_values("psnr", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def pivot_psnr(merged: pd.DataFrame) -> pd.DataFrame:
+    """Wide view of :func:`merge_experiments`: one row per experiment, one PSNR column per entry, best first."""
+    wide = merged.pivot_table(index="experiment", columns="entry", values="psnr", aggfunc="first", sort=False)
+    order = ["input"] + sorted(c for c in wide.columns if c not in ("input", "ensemble")) + ["ensemble"]
+    wide = wide[[c for c in order if c in wide.columns]]
+    return wide.loc[wide.max(axis=1).sort_values(ascending=False, kind="stable").index]
+
+
+@reports_user_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``merge [--json FILE] [--out FILE.csv]`` prints the cross-experiment table (and writes it as CSV)."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.leaderboard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    merge = sub.add_parser("merge", help="merge the leaderboards of all DVC experiments into one table")
+    merge.add_argument("--json", type=Path, help="read this saved `dvc exp show --json` output instead of running dvc")
+    merge.add_argument("--out", type=Path, help="also write the table to this CSV file")
+    merge.add_argument("--wide", action="store_true", help="print PSNR as one row per experiment, one column per entry")
+    args = parser.parse_args(argv)
+
+    if args.json:
+        try:
+            raw = json.loads(args.json.read_text())
+        except FileNotFoundError:
+            parser.error(f"{args.json}: file not found")
+        except json.JSONDecodeError as exc:
+            parser.error(f"{args.json}: not valid JSON: {exc}")
+    else:
+        proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"`dvc exp show --json` failed:\n{proc.stderr.strip()}", file=sys.stderr)
+            return 1
+        raw = json.loads(proc.stdout)
+    df = merge_experiments(raw)
+    if df.empty:
+        print("no experiment has leaderboard metrics yet", file=sys.stderr)
+    else:
+        shown = pivot_psnr(df) if args.wide else df
+        print(shown.to_markdown(index=args.wide, floatfmt="g"))
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            df.to_csv(tmp, index=False)
+    return 0
