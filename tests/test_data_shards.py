@@ -51,7 +51,7 @@ def test_round_trip_is_exact_and_files_are_few(stored):
     assert shards.names == table["name"].tolist() and shards.sizes == [(H, W)] * 5
     reader = ShardReader(folder / "train-00001.shard")
     for slot, k in enumerate((2, 3)):
-        blur, sharp = reader.frame(slot)
+        blur, sharp = reader.crop(slot, 0, 0, H, W)  # the whole frame
         assert np.array_equal(blur, read_image(table["blur_path"][k]))
         assert np.array_equal(sharp, read_image(table["sharp_path"][k]))
     rng = np.random.default_rng(0)
@@ -147,7 +147,7 @@ def test_corrupt_tile_is_named_not_returned(stored):
     shard.write_bytes(bytes(data))
     reader = ShardReader(shard)
     with pytest.raises(ShardError, match=r"train-00000\.shard: tile 3 of frame 000_00000000 is corrupt"):
-        reader.frame(0)
+        reader.crop(0, 0, 0, H, W)
 
 
 def test_a_failed_write_publishes_no_shard(tmp_path: Path):

@@ -267,11 +267,6 @@ class ShardReader:
             out.append(_undelta(canvas[oy : oy + height], b)[:, ox : ox + width])
         return out[0], out[1]
 
-    def frame(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """A whole (blurry, sharp) frame pair."""
-        f = self.frames[slot]
-        return self.crop(slot, 0, 0, f["height"], f["width"])
-
 
 def read_shard_index(shard_dir: str | Path) -> dict:
     """``shards/index.json`` (an index with no shards when training reads frames or patches)."""
