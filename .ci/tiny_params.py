@@ -21,6 +21,7 @@ for cfg in [params["pretrain"], *params["models"].values()]:
         save_every=10,
         warmup_steps=2,
     )
+params["pretrain"]["init_from"] = ""  # the tiny base starts from scratch (the committed base v1 is another size)
 params["tta"].update(tile=64, overlap=16)
 params["tta"]["crops"].update(n=8, size=48)
 yaml.safe_dump(params, open(path, "w"), sort_keys=False)

@@ -21,6 +21,7 @@ USER_ERROR_EXIT = 1
 _PROJECT_ERRORS = {
     "pipeline.config": "ConfigError",
     "pipeline.data.reds": "DatasetError",
+    "pipeline.data.pool": "PoolError",
     "pipeline.fileio": "ImageReadError",
     "pipeline.models.weights": "WeightsError",
     "pipeline.evaluate": "EvaluationError",

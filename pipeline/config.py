@@ -18,7 +18,9 @@ import yaml
 
 __all__ = [
     "CROP_TRANSFORMS",
+    "POOL_SPLITS",
     "SYNTH_PHOTOS",
+    "WHEEL_PHOTOS",
     "TTA_MODES",
     "ConfigError",
     "CropsConfig",
@@ -39,16 +41,23 @@ __all__ = [
 TTA_MODES = ("plain", "x8", "crops", "x8+crops")  # = pipeline.inference.TTA_MODES (a test keeps them equal)
 CROP_MODES = ("crops", "x8+crops")
 CROP_TRANSFORMS = ("all8", "flips", "identity")  # = the keys of pipeline.inference.TRANSFORM_SETS
-SYNTH_PHOTOS = (  # the held-out photos pipeline.data.synth can film (its PHOTOS)
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "grace_hopper",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-)
+WHEEL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "grace_hopper")  # shipped by scikit-image / matplotlib
+POOL_SOURCES = Path(__file__).resolve().parent / "data" / "photos" / "sources.json"  # the committed photo pool
+
+
+def _pool_splits() -> dict[str, str]:
+    """Pool photo name -> the split ``sources.json`` assigns it (read as JSON only: no image library imported)."""
+    import json
+
+    try:
+        return {e["name"]: e["split"] for e in json.loads(POOL_SOURCES.read_text()).get("images", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # prepare's pool check names the broken file; params keep to the wheel photos meanwhile
+
+
+POOL_SPLITS: dict[str, str] = _pool_splits()
+SYNTH_PHOTOS = WHEEL_PHOTOS + tuple(POOL_SPLITS)  # every photo pipeline.data.synth can film (its PHOTOS)
+_POOL_TRAIN = tuple(n for n, s in POOL_SPLITS.items() if s == "train")
 
 
 class ConfigError(ValueError):
@@ -125,12 +134,17 @@ class SynthConfig:
     seed: int = 0
     height: int = 192
     width: int = 320
-    train_sequences: int = 40
-    val_sequences: int = 30
-    test_sequences: int = 15  # 0 renders no test/ (the development phase: package.split val300)
+    train_sequences: int = 60
+    val_sequences: int = 33
+    test_sequences: int = 16  # 0 renders no test/ (the development phase: package.split val300)
     frames_per_sequence: int = 20
-    val_photos: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "grace_hopper")
-    test_photos: tuple[str, ...] = ("immunohistochemistry", "hubble_deep_field", "retina")
+    train_photos: tuple[str, ...] = _POOL_TRAIN  # pool photos the photo training sequences film
+    leaves_fraction: float = 0.5  # share of training sequences filming textured dead leaves (the rest: train_photos)
+    val_photos: tuple[str, ...] = (
+        *WHEEL_PHOTOS,
+        *(n for n in ("dragonfly", "kleiber", "life", "wine", "brushes", "bridge") if n in POOL_SPLITS),
+    )
+    test_photos: tuple[str, ...] = tuple(n for n, s in POOL_SPLITS.items() if s == "test")
     leaves_rmin: float = 2.0  # smallest dead-leaves radius, frame pixels (largest: a third of the frame height)
     subframes: int = 15
     max_translation: float = 22.0  # peak camera speed per axis, frame pixels per frame interval
@@ -155,19 +169,33 @@ class SynthConfig:
         _require_counts(self, 0, "test_sequences")  # 0: no test/ folder, the development phase
         _require(1 <= self.jpeg_quality <= 100, at, "jpeg_quality", self.jpeg_quality, "in 1..100")
         _require(self.gamma > 0, at, "gamma", self.gamma, "> 0")
-        for name in ("val_photos", "test_photos"):
+        _require(0.0 <= self.leaves_fraction <= 1.0, at, "leaves_fraction", self.leaves_fraction, "in [0, 1]")
+        for name in ("train_photos", "val_photos", "test_photos"):
             photos = getattr(self, name)
+            if name == "train_photos" and self.leaves_fraction == 1.0:
+                continue  # leaves only: no training photo needed
             _require(bool(photos), at, name, photos, f"at least one of {list(SYNTH_PHOTOS)}")
             unknown = sorted(set(photos) - set(SYNTH_PHOTOS))
             _require(not unknown, at, name, photos, f"among {list(SYNTH_PHOTOS)} (unknown photo(s) {unknown})")
-        shared = sorted(set(self.val_photos) & set(self.test_photos))
-        _require(
-            not shared,
-            at,
-            "test_photos",
-            self.test_photos,
-            f"disjoint from val_photos ({shared} in both val_photos and test_photos; test content is held out)",
-        )
+            split = name.split("_")[0]
+            wrong = sorted(p for p in photos if POOL_SPLITS.get(p, split) != split)
+            _require(
+                not wrong,
+                at,
+                name,
+                photos,
+                f"pool photos of the {split} split ({[(p, POOL_SPLITS[p]) for p in wrong]} are another split's in "
+                f"{POOL_SOURCES.name}: a photo stays in one split)",
+            )
+        for a, b in (("val_photos", "test_photos"), ("train_photos", "val_photos"), ("train_photos", "test_photos")):
+            shared = sorted(set(getattr(self, a)) & set(getattr(self, b)))
+            _require(
+                not shared,
+                at,
+                b,
+                getattr(self, b),
+                f"disjoint from {a} ({shared} in both {a} and {b}; held-out content is never trained on)",
+            )
         limit = min(self.height, self.width) / 3
         _require(
             0 < self.leaves_rmin < limit,

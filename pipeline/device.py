@@ -14,6 +14,7 @@ from torch import nn
 __all__ = [
     "PRECISIONS",
     "autocast",
+    "cpu_has_native_bf16",
     "describe_device",
     "model_device",
     "precision_name",
@@ -41,11 +42,17 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16 and a bf16
+    autocast step runs 15-25x *slower* than fp32 (measured on an AVX2-only AMD EPYC: 2.5 s vs 34-68 s per step)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
     """Return the autocast dtype for ``precision`` on ``device``, or None for plain float32.
 
-    ``'auto'`` is bf16 on CPU (fast with AMX/oneDNN) and on CUDA (fp16 on GPUs without bf16); ``'fp16'`` is CUDA only;
-    ``'fp32'`` and ``'no'`` disable autocast.
+    ``'auto'`` is bf16 on a CPU with native bf16 (AMX / AVX512-BF16; fp32 elsewhere: emulated bf16 is many times
+    slower) and on CUDA (fp16 on GPUs without bf16); ``'fp16'`` is CUDA only; ``'fp32'`` and ``'no'`` disable autocast.
     """
     device = torch.device(device)
     if precision not in PRECISIONS:
@@ -56,7 +63,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "cpu":
-            return torch.bfloat16
+            return torch.bfloat16 if cpu_has_native_bf16() else None
         return None
     if precision == "fp16":
         if device.type != "cuda":

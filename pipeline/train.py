@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
+from pipeline.device import cpu_has_native_bf16
 from pipeline.figures import pyplot, save_figure
 from pipeline.fileio import atomic_path, to_uint8, write_json
 from pipeline.losses import stage_loss
@@ -152,11 +153,12 @@ def plan_batch(global_batch: int, processes: int, max_per_process: int = 0) -> B
 
 
 def mixed_precision_for(setting: str, use_cpu: bool) -> str:
-    """Map the params value to accelerate's: 'auto' is bf16 on CPU (AMX) and on bf16-capable CUDA, else fp16."""
+    """Map the params value to accelerate's: 'auto' is bf16 on a CPU with native bf16 (else 'no': fp32) and on
+    bf16-capable CUDA, else fp16."""
     if setting != "auto":
         return setting
     if use_cpu or not torch.cuda.is_available():
-        return "bf16"
+        return "bf16" if cpu_has_native_bf16() else "no"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 

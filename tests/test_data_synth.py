@@ -77,56 +77,92 @@ def test_blur_comes_from_motion():
 
 
 def test_photo_list_is_color():
+    from pipeline.data.pool import load_pool
     from pipeline.data.synth import _photo
 
-    assert len(PHOTOS) == 8
+    pool = load_pool()
+    assert set(PHOTOS) == {"astronaut", "coffee", "chelsea", "rocket", "grace_hopper"} | set(pool)
+    assert len(PHOTOS) == 5 + 25
     for name in PHOTOS:
         img = _photo(name)
-        assert img.ndim == 3 and img.shape[2] == 3
-        assert np.abs(img[..., 0].astype(int) - img[..., 2].astype(int)).mean() > 5  # genuinely colour
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+        if name in pool:  # committed crops: at least a sequence's window (coldripple is a black-and-white photo)
+            assert img.shape[0] >= 384 and img.shape[1] >= 512
+        else:
+            assert np.abs(img[..., 0].astype(int) - img[..., 2].astype(int)).mean() > 5  # genuinely colour
 
 
 def test_no_source_in_two_splits(tiny: Path):
-    """Held-out content, checked on the rendered tree's manifest: train is procedural, val and test photos disjoint."""
+    """Held-out content, checked on the rendered tree's manifest: no source (by name or by pixel hash) in two splits."""
     import json
 
-    sources = json.loads((tiny / "manifest.json").read_text())["sources"]
+    manifest = json.loads((tiny / "manifest.json").read_text())
+    sources = manifest["sources"]
     assert set(sources) == {"train", "val", "test"}
     # The tree holds exactly the sequences the manifest describes.
     for split, seqs in sources.items():
         assert sorted(seqs) == sorted(p.name for p in (tiny / split / f"{split}_blur_jpeg").iterdir())
-    assert set(sources["train"].values()) == {DEAD_LEAVES}
+    assert set(sources["train"].values()) == {TINY.train_photos[0], DEAD_LEAVES}  # seq 0 a photo, seq 1 leaves
     per_split = {split: set(seqs.values()) for split, seqs in sources.items()}
+    hashes = {split: {manifest["sha256"][s] for s in names - {DEAD_LEAVES}} for split, names in per_split.items()}
     for a in per_split:
         for b in per_split:
             if a < b:
                 assert not per_split[a] & per_split[b], (a, b)
+                assert not hashes[a] & hashes[b], (a, b)
     assert per_split["val"] <= set(TINY.val_photos) and per_split["test"] <= set(TINY.test_photos)
 
 
 def test_default_embedded_set_is_held_out_and_large_enough():
     """The default params render a 60-frame val-300 and 30 test frames, every photo in exactly one split."""
     from pipeline.config import load_params
+    from pipeline.data.pool import load_pool
     from pipeline.data.synth import _manifest
 
-    cfg = SynthConfig()
-    sources = _manifest(cfg)["sources"]
+    cfg = load_params(Path(__file__).parents[1] / "params.yaml").data.synth
+    assert cfg == SynthConfig()  # the defaults are the committed params
+    manifest = _manifest(cfg)
+    sources = manifest["sources"]
     val300 = cfg.val_sequences * len([f for f in range(cfg.frames_per_sequence) if f % 10 == 9])
     test300 = cfg.test_sequences * len([f for f in range(cfg.frames_per_sequence) if f % 10 == 9])
     assert val300 >= 60 and test300 >= 30
-    assert set(sources["val"].values()) == set(cfg.val_photos)  # every val photo is used
-    assert not set(sources["val"].values()) & set(sources["test"].values())
-    assert set(sources["train"].values()) == {DEAD_LEAVES}
-    assert load_params(Path(__file__).parents[1] / "params.yaml").data.synth.val_photos  # the file parses
+    assert set(sources["val"].values()) == set(cfg.val_photos) and len(cfg.val_photos) >= 10  # every one used
+    assert set(sources["test"].values()) == set(cfg.test_photos)
+    assert {"astronaut", "coffee", "chelsea", "rocket", "grace_hopper"} <= set(cfg.val_photos)  # comparable to before
+    train = list(sources["train"].values())
+    assert set(train) == {DEAD_LEAVES, *cfg.train_photos}
+    assert train.count(DEAD_LEAVES) == round(cfg.leaves_fraction * cfg.train_sequences)
+    # By name, by pixel hash and by the pool's file hash: no photo in two splits.
+    per_split = {split: set(seqs.values()) - {DEAD_LEAVES} for split, seqs in sources.items()}
+    pool = load_pool()
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not per_split[a] & per_split[b]
+        assert not {manifest["sha256"][s] for s in per_split[a]} & {manifest["sha256"][s] for s in per_split[b]}
+        files = {split: {pool[s].sha256 for s in per_split[split] if s in pool} for split in (a, b)}
+        assert not files[a] & files[b]
+    for split, names in per_split.items():
+        assert all(pool[s].split == split for s in names if s in pool)
 
 
 def test_train_sequences_film_their_own_dead_leaves():
     from pipeline.data.synth import _scene
 
-    a, b = _scene(TINY, "train", 0), _scene(TINY, "train", 1)
+    leaves = dataclasses.replace(TINY, leaves_fraction=1.0)
+    a, b = _scene(leaves, "train", 0), _scene(leaves, "train", 1)
     assert a.shape == b.shape == (2 * TINY.height, TINY.width * 8 // 5, 3) and a.dtype == np.uint8
     assert not np.array_equal(a, b)
-    assert np.array_equal(a, _scene(TINY, "train", 0))  # pure function of the seed
+    assert np.array_equal(a, _scene(leaves, "train", 0))  # pure function of the seed
+
+
+def test_textured_leaves_draw_from_the_given_photos_only():
+    from pipeline.data.deadleaves import dead_leaves
+
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 200
+    img = dead_leaves(64, 80, [0, 5], photos=[red])
+    # Every colour comes from the photo (pure red), mixed only with the grey textures' brightness and edges.
+    assert img[..., 1].max() == 0 and img[..., 2].max() == 0 and img[..., 0].max() > 150
+    assert not np.array_equal(img, dead_leaves(64, 80, [0, 5]))  # untextured leaves differ
 
 
 def test_dead_leaves_statistics():
@@ -151,7 +187,11 @@ def test_dead_leaves_statistics():
         ({"height": 60}, "multiple of 16"),
         ({"width": 100}, "multiple of 16"),
         ({"subframes": 4}, "odd"),
-        ({"val_photos": ("astronaut", "retina"), "test_photos": ("retina",)}, "both val_photos and test_photos"),
+        ({"val_photos": ("astronaut", "rocket"), "test_photos": ("rocket",)}, "both val_photos and test_photos"),
+        ({"train_photos": ("fig", "life")}, r"pool photos of the train split \(\[\('life', 'val'\)\]"),
+        ({"train_photos": ("fig", "coffee"), "val_photos": ("coffee",)}, "both train_photos and val_photos"),
+        ({"leaves_fraction": 1.5}, r"leaves_fraction: got 1.5, must be in \[0, 1\]"),
+        ({"val_photos": ("retina",)}, "unknown photo"),
         ({"val_photos": ("lena",)}, "unknown photo"),
         ({"test_photos": ()}, r"test_photos: got \[\], must be at least one of"),
     ],

@@ -318,3 +318,18 @@ def test_hinet_tiling_reproduces_the_public_grid_and_count_average():
                 count[..., y : y + 32, x : x + 32] += 1
     torch.testing.assert_close(out, (acc / count).float()[0].clamp(0, 1), rtol=0, atol=1e-6)
     assert not torch.allclose(out, restore(conv, img, tile=32, overlap=8, precision="fp32"))  # blended differs
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
+    """Emulated bf16 runs 15-25x slower than fp32 (AVX2-only CPUs): 'auto' must not pick it there."""
+    import pipeline.device as device
+    from pipeline.train import mixed_precision_for
+
+    monkeypatch.setattr(device.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", "cpu") is None
+    assert mixed_precision_for("auto", True) == "no"
+    assert resolve_precision("bf16", "cpu") == torch.bfloat16  # asked for by name: still honoured
+    monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_precision("auto", "cpu") == torch.bfloat16
+    assert mixed_precision_for("auto", True) == "bf16"

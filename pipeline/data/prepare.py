@@ -24,6 +24,7 @@ import pandas as pd
 
 from pipeline.config import DataConfig, PathsConfig
 from pipeline.data.patches import PATCH_COLUMNS, extract_patches
+from pipeline.data.pool import load_pool
 from pipeline.data.reds import ROOT_FILE, index_reds, relative_index
 from pipeline.data.shards import write_shards
 from pipeline.data.synth import manifest_matches, synthesize_reds
@@ -102,6 +103,8 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
     data_dir = Path(paths.data)
     synth_root = Path(paths.synthetic_reds)
     nested = _nested(synth_root, data_dir) if cfg.source == "synthetic" else None
+    if cfg.source == "synthetic":
+        load_pool()  # every pool image against its sha256 and licence record, before anything is touched
     _remove_outputs(paths)
     root = synth_root if cfg.source == "synthetic" else Path(cfg.root)
     if cfg.source == "synthetic" and nested is None and not manifest_matches(cfg.synth, synth_root):

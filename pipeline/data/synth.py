@@ -1,33 +1,36 @@
 """Synthetic REDS: a small REDS-like blur + JPEG data set, procedural for training, real photos held out for val/test.
 
-Content is held out by construction: every training sequence films its own dead-leaves image
-(``pipeline.data.deadleaves``, procedural), while validation and test sequences film real photos, each photo in exactly
-one of the two splits (``SynthConfig.val_photos`` / ``test_photos``, checked disjoint). ``manifest.json`` lists the
-source of every sequence, so the separation can be checked on the rendered tree itself.
+Content is held out by construction: a training sequence films either a training photo of the committed pool
+(``pipeline.data.pool``, ``SynthConfig.train_photos``) or its own textured dead-leaves image
+(``pipeline.data.deadleaves``, colours and texture samples from the training photos only), in the share
+``SynthConfig.leaves_fraction``; validation and test sequences film other real photos, each photo in exactly one split
+(``train_photos`` / ``val_photos`` / ``test_photos``, checked disjoint, and against the split ``sources.json`` gives
+each pool photo). ``manifest.json`` lists the source of every sequence and the sha256 of every source's pixels, so the
+separation can be checked on the rendered tree itself, by name and by content.
 
 The rendering follows how REDS was made: a short high-frame-rate clip of a smooth random camera motion (translation,
 small rotation and zoom) is rendered over a sharp scene; the sharp frame is the clip's middle sub-frame; the blurry
 frame averages the clip in linear light (undo the display gamma, average, re-apply) and is then JPEG-compressed. The
 tree is written in exactly the REDS layout and naming, so the real-REDS indexing code reads it unchanged.
 
-Photos (bundled inside installed wheels, nothing is downloaded; licences as stated by the shipping package):
+Pool photos: ``pipeline/data/photos/sources.json`` (package, file, licence, attribution, sha256 of each). Photos
+bundled inside installed wheels (nothing is downloaded; licences as stated by the shipping package):
 
 - ``astronaut`` (scikit-image): Eileen Collins, NASA Great Images; public domain.
 - ``coffee`` (scikit-image): coffee cup, Rachel Michetti / Pikolo Espresso Bar; CC0.
 - ``chelsea`` (scikit-image): Chelsea the cat, Stefan van der Walt; CC0.
 - ``rocket`` (scikit-image): DSCOVR launch on Falcon 9, SpaceX; released into the public domain.
 - ``grace_hopper`` (matplotlib ``sample_data``): Commodore Grace M. Hopper, official U.S. Navy photo; public domain.
-- ``immunohistochemistry`` (scikit-image): IHC-stained colonic glands, CMMI; no known copyright restrictions.
-- ``hubble_deep_field`` (scikit-image): Hubble eXtreme Deep Field, NASA; public domain.
-- ``retina`` (scikit-image): human retina, Wikimedia Commons; CC0.
 
-Not used: the Middlebury motorcycle stereo pair (research licence). scikit-image's grey textures (brick, grass, gravel)
-texture the training leaves only.
+Not used: the Middlebury motorcycle stereo pair (research licence); scikit-image's immunohistochemistry,
+hubble_deep_field and retina (not scenes). scikit-image's grey textures (brick, grass, gravel) texture the training
+leaves only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -50,10 +53,11 @@ __all__ = [
     "manifest_matches",
     "render_sequence",
     "sequence_source",
+    "source_sha256",
     "synthesize_reds",
 ]
 
-SYNTH_VERSION = 2  # bump when the rendering changes, so a stored tree with the same config is rebuilt
+SYNTH_VERSION = 3  # bump when the rendering changes, so a stored tree with the same config is rebuilt
 MANIFEST_NAME = "manifest.json"
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-looking trajectories
@@ -79,9 +83,6 @@ def _photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
         "chelsea": data.chelsea,
         "rocket": data.rocket,
         "grace_hopper": _grace_hopper,
-        "immunohistochemistry": data.immunohistochemistry,
-        "hubble_deep_field": data.hubble_deep_field,
-        "retina": data.retina,
     }
 
 
@@ -90,8 +91,13 @@ PHOTOS: tuple[str, ...] = SYNTH_PHOTOS  # the names params may list (checked by 
 
 @cache
 def _photo(name: str) -> np.ndarray:
-    """The photo as RGB uint8 (cached per process)."""
-    img = _photo_loaders()[name]()
+    """The photo as RGB uint8 (cached per process): a wheel's sample photo, else a pool photo."""
+    loaders = _photo_loaders()
+    if name not in loaders:
+        from pipeline.data.pool import pool_photo
+
+        return pool_photo(name)
+    img = loaders[name]()
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"skimage.data.{name}: expected an RGB uint8 photo, got {img.dtype} {img.shape}")
     return np.ascontiguousarray(img)
@@ -146,23 +152,47 @@ def _warp_matrix(cfg: SynthConfig, scale: float, center, motion, t: float) -> np
     return np.hstack([a, (c - a @ frame_center)[:, None]])
 
 
+def _is_leaves(cfg: SynthConfig, seq: int) -> bool:
+    """Whether training sequence ``seq`` films dead leaves: the leaves sequences are spread evenly over the split."""
+    f = cfg.leaves_fraction
+    return math.floor((seq + 1) * f + 1e-9) > math.floor(seq * f + 1e-9)
+
+
 def sequence_source(cfg: SynthConfig, split: str, seq: int) -> str:
-    """What sequence ``seq`` of ``split`` films: ``dead_leaves`` (its own image) for train, else a photo's name."""
+    """What sequence ``seq`` of ``split`` films: ``dead_leaves`` (its own textured image) or a photo's name."""
     if split == "train":
-        return DEAD_LEAVES
+        if _is_leaves(cfg, seq):
+            return DEAD_LEAVES
+        photo_seq = seq - sum(_is_leaves(cfg, k) for k in range(seq))  # index among the photo sequences
+        return cfg.train_photos[photo_seq % len(cfg.train_photos)]
     photos = cfg.val_photos if split == "val" else cfg.test_photos
     return photos[seq % len(photos)]
 
 
 def _scene(cfg: SynthConfig, split: str, seq: int) -> np.ndarray:
-    """The sharp RGB uint8 scene a sequence films: a fresh dead-leaves image per train sequence, else a photo."""
+    """The sharp RGB uint8 scene a sequence films: a fresh textured dead-leaves image, or a photo."""
     source = sequence_source(cfg, split, seq)
     if source != DEAD_LEAVES:
         return _photo(source)
     from pipeline.data.deadleaves import dead_leaves
 
     # Large enough that the camera (frame + motion margin) films it at scale 1, as a photo at native resolution.
-    return dead_leaves(2 * cfg.height, cfg.width * 8 // 5, [cfg.seed, _SPLITS[split], seq, 1], rmin=cfg.leaves_rmin)
+    # Textured by the training photos only (never a val/test photo: checked by SynthConfig).
+    return dead_leaves(
+        2 * cfg.height,
+        cfg.width * 8 // 5,
+        [cfg.seed, _SPLITS[split], seq, 1],
+        rmin=cfg.leaves_rmin,
+        photos=[_photo(p) for p in cfg.train_photos],
+    )
+
+
+def source_sha256(name: str) -> str:
+    """sha256 of a source photo's RGB pixels (shape included): one content under two names is caught."""
+    img = _photo(name)
+    h = hashlib.sha256(repr(img.shape).encode())
+    h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
 
 
 def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -221,7 +251,9 @@ def _manifest(cfg: SynthConfig) -> dict:
         split: {f"{seq:03d}": sequence_source(cfg, split, seq) for seq in range(getattr(cfg, f"{split}_sequences"))}
         for split in _SPLITS
     }
-    return {"synth_version": SYNTH_VERSION, "config": dataclasses.asdict(cfg), "sources": sources}
+    photos = sorted({s for split in sources.values() for s in split.values() if s != DEAD_LEAVES})
+    hashes = {name: source_sha256(name) for name in photos}
+    return {"synth_version": SYNTH_VERSION, "config": dataclasses.asdict(cfg), "sources": sources, "sha256": hashes}
 
 
 def manifest_matches(cfg: SynthConfig, out_root: str | Path) -> bool:
