@@ -30,10 +30,12 @@ from pipeline.config import load_params
 params = load_params("params.yaml")
 df = pd.read_csv("submissions/leaderboard.csv")
 entries = set(df["entry"])
-expected = {"input", "ensemble"} | {f"{m}/{t}" for m in params.models for t in params.tta.ladder}
+expected = {"input", "base/plain", "ensemble"} | {f"{m}/{t}" for m in params.models for t in params.tta.ladder}
 assert entries == expected, sorted(entries ^ expected)
 steps = pd.read_csv("submissions/ladder_steps.csv")
-assert len(steps) == len(params.models) * (len(params.tta.ladder) + 1), steps
+# input -> base/plain; per member base/plain -> plain, the ladder from the input, its submit mode -> the ensemble
+assert len(steps) == 1 + len(params.models) * (len(params.tta.ladder) + 2), steps
+assert (steps["before"] == "base/plain").sum() == len(params.models), steps
 assert steps["ci_low"].le(steps["gain_db"]).all() and steps["gain_db"].le(steps["ci_high"]).all()
 print(f"leaderboard OK: {len(df)} rows, {len(steps)} paired steps")
 PY

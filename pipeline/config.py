@@ -483,11 +483,12 @@ class Params:
     def __post_init__(self):
         names = sorted(self.models)
         _require(
-            "ensemble" not in self.models,
+            not {"ensemble", "base"} & set(self.models),
             "",
             "models",
             names,
-            "named anything but 'ensemble' (reserved: paths.eval/ensemble holds the ensemble's scores)",
+            "named anything but 'ensemble' or 'base' (reserved: the ensemble's and the pretrained base's predictions "
+            "and scores)",
         )
         unknown = sorted(set(self.ensemble.members) - set(self.models))
         _require(

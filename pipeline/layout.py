@@ -12,9 +12,13 @@ from pathlib import Path
 
 from pipeline.config import PathsConfig
 
-__all__ = ["VAL_SPLIT", "Layout"]
+__all__ = ["BASE", "BASE_MODE", "VAL_SPLIT", "Layout"]
 
 VAL_SPLIT = "val300"  # the scored validation subset: every gain, ensemble fit and leaderboard row is measured on it
+# The pretrained base is scored like a member under this name (predictions/base/plain/val300, eval/base/plain.csv,
+# metrics/eval/base.json), in the plain mode only: the leaderboard's row base/plain and its steps base -> member.
+BASE = "base"
+BASE_MODE = "plain"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,16 @@ class Layout:
     def input_scores(self) -> Path:
         """``index/val300_inputs.csv``: per-frame input scores, computed once by ``prepare``."""
         return Path(self.paths.data) / "index" / f"{VAL_SPLIT}_inputs.csv"
+
+    # the pretrained base (paths.pretrained, committed; = pipeline.train.TrainOutputs.for_pretrain, a test checks)
+    @property
+    def base_weights(self) -> Path:
+        return Path(self.paths.pretrained) / f"{BASE}.safetensors"
+
+    @property
+    def base_provenance(self) -> Path:
+        """``base.json``: the base's recipe and model facts (parameters, MACs), shaped like a member's train metrics."""
+        return Path(self.paths.pretrained) / f"{BASE}.json"
 
     # members
     def weights(self, model: str) -> Path:

@@ -237,14 +237,25 @@ def _scratch_root(parent: Path, weights: Path, tta, accelerator) -> Path:
     return parent / key
 
 
-def run_inference(model_name: str, tta: TTAConfig, layout: Layout, *, cpu: bool | None = None) -> dict[str, dict]:
+def run_inference(
+    model_name: str,
+    tta: TTAConfig,
+    layout: Layout,
+    *,
+    cpu: bool | None = None,
+    weights: str | os.PathLike | None = None,
+    modes: Sequence[str] | None = None,
+    test: bool = True,
+) -> dict[str, dict]:
     """The ``infer@<model>`` stage: val-300 under every TTA mode of ``tta.ladder``, test frames under ``tta.submit``.
 
     Writes ``layout.predictions(model, mode, split)`` and returns ``{"<mode>/<split>": runtime}``. Frames are split
     across processes when launched with ``accelerate launch``. Finished frames are kept in
     ``layout.infer_scratch(model)/<key>/`` (``key``: a hash of the weights and the TTA settings; older keys are
     removed), so a rerun after an interruption restores only the missing frames. Without test frames (the
-    development phase) only val-300 is restored.
+    development phase) only val-300 is restored. ``weights`` (default ``layout.weights(model)``), ``modes`` (the
+    val-300 modes, default ``tta.ladder``) and ``test=False`` (no test frames) serve the pretrained base:
+    ``infer_base`` restores val-300 with ``layout.base_weights`` in the plain mode only.
     """
     from accelerate import Accelerator
 
@@ -253,18 +264,19 @@ def run_inference(model_name: str, tta: TTAConfig, layout: Layout, *, cpu: bool 
 
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     accelerator = Accelerator(cpu=use_cpu)
-    weights = layout.weights(model_name)
+    weights = layout.weights(model_name) if weights is None else Path(weights)
     model = prepare_model(load_model(weights), accelerator.device)
     scratch = _scratch_root(layout.infer_scratch(model_name), weights, tta, accelerator)
-    jobs = {VAL_SPLIT: tta.ladder, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
-    if not has_frames(layout.index("test300")):  # the development phase: no test frames yet
+    val_modes = tuple(tta.ladder if modes is None else modes)
+    jobs = {VAL_SPLIT: val_modes, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
+    if not test or not has_frames(layout.index("test300")):  # the development phase: no test frames yet
         del jobs["test300"]
     runtimes = {}
-    for split, modes in jobs.items():
+    for split, split_modes in jobs.items():
         done = predict_ladder(
             model,
             layout.index(split),
-            {mode: layout.predictions(model_name, mode, split) for mode in modes},
+            {mode: layout.predictions(model_name, mode, split) for mode in split_modes},
             tta,
             accelerator=accelerator,
             progress=accelerator.is_main_process,

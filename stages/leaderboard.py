@@ -1,12 +1,13 @@
-"""DVC stage ``leaderboard``: one pandas table of every val-300 score, every ladder step with its paired 95% interval,
-the seed spread, charts and a comparison sheet."""
+"""DVC stage ``leaderboard``: one pandas table of every val-300 score (the pretrained base's plain mode among them),
+every ladder step with its paired 95% interval (base -> member included), the seed spread, charts and a comparison
+sheet."""
 
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.data.reds import read_index
 from pipeline.fileio import write_image
 from pipeline.ladder import read_per_frame, seed_spreads, step_table
-from pipeline.layout import VAL_SPLIT, Layout
+from pipeline.layout import BASE, VAL_SPLIT, Layout
 from pipeline.leaderboard import build_leaderboard, write_leaderboard
 from pipeline.sheet import comparison_sheet
 
@@ -20,8 +21,8 @@ def main() -> None:
     per_frame = read_per_frame(layout, models, tta.ladder)
     table = build_leaderboard(
         data_json=layout.data_metrics,
-        eval_jsons=[layout.eval_metrics(m) for m in models],
-        train_jsons=[layout.train_metrics(m) for m in models],
+        eval_jsons=[*(layout.eval_metrics(m) for m in models), layout.eval_metrics(BASE)],
+        train_jsons=[*(layout.train_metrics(m) for m in models), layout.base_provenance],
         ensemble_json=layout.ensemble_metrics,
         crops=tta.crops,
         per_frame=per_frame,

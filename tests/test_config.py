@@ -118,6 +118,11 @@ def _params_with(tmp_path: Path, **changes) -> Path:
             "for equal weights",
         ),
         ({"data__workers": 0}, "data.workers: got 0, must be >= 1"),
+        (
+            {"models__base": {"variant": "hinet-tiny"}},
+            "models: got ['base', 'wd_s1', 'wd_s2', 'wd_s3'], must be named anything but 'ensemble' or 'base' "
+            "(reserved: the ensemble's and the pretrained base's predictions and scores)",
+        ),
         ({"data__synth__width": 100}, "data.synth.width: got 100, must be a positive multiple of 16 (HINet input)"),
     ],
 )
@@ -279,3 +284,37 @@ def test_paths_defaults_equal_params_yaml_and_dvc_yaml_names_the_layouts_files()
     assert {str(layout.submissions / n) for n in ("leaderboard.csv", "leaderboard.md")} <= files(
         dvc["leaderboard"], "outs"
     )
+    # The pretrained base as a ladder step: infer_base and evaluate_base write the base's files under the name
+    # Layout gives it, and the leaderboard depends on them (through its folders) and on the base's provenance.
+    from pipeline.layout import BASE, BASE_MODE
+
+    infer_base, evaluate_base, leaderboard = dvc["infer_base"], dvc["evaluate_base"], dvc["leaderboard"]
+    assert {str(layout.base_weights), str(layout.index("val300"))} <= files(infer_base, "deps")
+    assert str(layout.index("test300")) not in files(infer_base, "deps")  # val-300 only
+    assert files(infer_base, "outs") == {str(layout.predictions(BASE))}
+    assert {str(layout.predictions(BASE)), str(layout.index("val300")), str(layout.input_scores)} <= files(
+        evaluate_base, "deps"
+    )
+    assert files(evaluate_base, "outs") == {str(layout.eval_dir(BASE))}
+    assert files(evaluate_base, "metrics") == {str(layout.eval_metrics(BASE))}
+    deps = sorted(files(leaderboard, "deps"))
+    for needed in (layout.eval_csv(BASE, BASE_MODE), layout.eval_metrics(BASE), layout.base_provenance):
+        assert any(str(needed) == d or str(needed).startswith(d + "/") for d in deps), needed
+
+
+def test_the_base_is_scored_in_the_plain_mode_with_only_the_tta_keys_that_mode_reads():
+    from pipeline.layout import BASE, BASE_MODE, Layout
+    from pipeline.train import PRETRAIN_NAME, TrainOutputs
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert dvc["infer_base"]["cmd"].endswith("stages/infer.py --base")
+    assert dvc["evaluate_base"]["cmd"] == "python stages/evaluate.py --base"
+    assert BASE_MODE == "plain" and BASE == PRETRAIN_NAME
+    # Crops, the ladder and the submit mode do not change a plain prediction: editing them never reruns the base.
+    tta_keys = ["tta.tile", "tta.overlap", "tta.tiling", "tta.batch", "tta.precision"]
+    assert dvc["infer_base"]["params"] == [*tta_keys, "launch"]
+    assert "params" not in dvc["evaluate_base"]
+    # Layout names the files the frozen pretrain stage writes.
+    paths = load_params(REPO / "params.yaml").paths
+    pretrain = TrainOutputs.for_pretrain(paths)
+    assert (Layout(paths).base_weights, Layout(paths).base_provenance) == (pretrain.weights, pretrain.metrics)

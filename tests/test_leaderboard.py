@@ -40,30 +40,30 @@ def metrics_files(tmp_path):
     wide = {"model": "wide", "variant": "hinet-2x-deep", "width": 128, "extra_blocks": 2, "params": 5000,
             "macs_g_256": 2.5, "steps": 100, "best_psnr": 1, "final_psnr": 1}  # fmt: skip
     write_json(tmp_path / "train/wide.json", wide)
-    write_json(tmp_path / "train/base.json", {"model": "base", "variant": "hinet-1x", "params": 1000, "steps": 50})
+    write_json(tmp_path / "train/slim.json", {"model": "slim", "variant": "hinet-1x", "params": 1000, "steps": 50})
     write_json(
         tmp_path / "eval/wide.json",
         {"model": "wide", "frames": 12,
          "tta": {"plain": mode(27.0, 1.0, "plain"), "x8": mode(27.3, 8.0, "x8"), "x8+crops": mode(27.4, 20.0)}},
     )  # fmt: skip
     write_json(
-        tmp_path / "eval/base.json",
-        {"model": "base", "frames": 12, "tta": {"plain": mode(26.0, 0.5), "x8": mode(27.35, 4.0)}},
+        tmp_path / "eval/slim.json",
+        {"model": "slim", "frames": 12, "tta": {"plain": mode(26.0, 0.5), "x8": mode(27.35, 4.0)}},
     )
     write_json(
         tmp_path / "ensemble.json",
-        {"psnr": 27.5, "ssim": 0.81, "gain_db": 2.5, "frames": 12, "members": ["wide", "base"],
-         "weights": {"wide": 0.6, "base": 0.4}, "seconds_per_frame": 24.0, "device": "cpu", "best_member_psnr": 27.4,
-         "fit": {"heldout_gain_db": 0.012}, "settings": "ensemble(wide:x8+crops, base:x8)"},
+        {"psnr": 27.5, "ssim": 0.81, "gain_db": 2.5, "frames": 12, "members": ["wide", "slim"],
+         "weights": {"wide": 0.6, "slim": 0.4}, "seconds_per_frame": 24.0, "device": "cpu", "best_member_psnr": 27.4,
+         "fit": {"heldout_gain_db": 0.012}, "settings": "ensemble(wide:x8+crops, slim:x8)"},
     )  # fmt: skip
     return tmp_path
 
 
-def build(root, **kw):
+def build(root, extra_eval=(), extra_train=(), **kw):
     return build_leaderboard(
         data_json=root / "data.json",
-        eval_jsons=[root / "eval/wide.json", root / "eval/base.json"],
-        train_jsons=[root / "train/wide.json", root / "train/base.json"],
+        eval_jsons=[root / "eval/wide.json", root / "eval/slim.json", *extra_eval],
+        train_jsons=[root / "train/wide.json", root / "train/slim.json", *extra_train],
         ensemble_json=root / "ensemble.json",
         crops=CropsConfig(n=64, size=32),
         **kw,
@@ -73,25 +73,25 @@ def build(root, **kw):
 def test_rows_and_columns(metrics_files):
     df = build(metrics_files)
     assert list(df.columns) == COLUMNS
-    assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "base/x8", "wide/x8", "wide/plain", "base/plain", "input"]
+    assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "slim/x8", "wide/x8", "wide/plain", "slim/plain", "input"]
     assert list(df["rank"]) == [1, 2, 3, 4, 5, 6, 7]
     assert list(df["psnr"]) == [27.5, 27.4, 27.35, 27.3, 27.0, 26.0, 25.0]
     row = df.set_index("entry")
     assert row.loc["wide/x8", "params"] == 5000 and row.loc["wide/x8", "macs_g"] == 2.5
-    assert row.loc["base/plain", "params"] == 1000 and math.isnan(row.loc["base/plain", "macs_g"])
+    assert row.loc["slim/plain", "params"] == 1000 and math.isnan(row.loc["slim/plain", "macs_g"])
     assert row.loc["ensemble", "params"] == 6000 and math.isnan(row.loc["ensemble", "macs_g"])
-    assert row.loc["ensemble", "model"] == "wide+base" and row.loc["ensemble", "seconds_per_frame"] == 24.0
+    assert row.loc["ensemble", "model"] == "wide+slim" and row.loc["ensemble", "seconds_per_frame"] == 24.0
     assert row.loc["input", "gain_db"] == 0.0 and row.loc["input", "seconds_per_frame"] == 0.0
     assert row.loc["input", "settings"] == "blurry input, 12 frames"
     assert (row.loc["input", "psnr"], row.loc["input", "ssim"], row.loc["input", "ssim3d"]) == (25.0, 0.7, 0.8)
     assert row.loc["wide/x8", "settings"] == "variant=hinet-2x-deep width=128 extra_blocks=2 steps=100 tta=x8 bf16"
     assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 size=32 bf16")
-    assert row.loc["base/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
-    assert row.loc["ensemble", "settings"].startswith("fitted weights wide=0.600 base=0.400 (held-out +0.012 dB")
-    # Front: input (0 s), base/plain (0.5 s), wide/plain (1 s), base/x8 (4 s, beats wide/x8 at 8 s), then
+    assert row.loc["slim/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
+    assert row.loc["ensemble", "settings"].startswith("fitted weights wide=0.600 slim=0.400 (held-out +0.012 dB")
+    # Front: input (0 s), slim/plain (0.5 s), wide/plain (1 s), slim/x8 (4 s, beats wide/x8 at 8 s), then
     # wide/x8+crops and the ensemble, each better and slower.
     assert set(df.loc[df["pareto"], "entry"]) == {
-        "input", "base/plain", "wide/plain", "base/x8", "wide/x8+crops", "ensemble"
+        "input", "slim/plain", "wide/plain", "slim/x8", "wide/x8+crops", "ensemble"
     }  # fmt: skip
 
 
@@ -114,7 +114,7 @@ def test_pareto_front_hand_made():
 
 def test_ablation_ladder_steps(metrics_files):
     ladder = ablation_ladder(build(metrics_files))
-    # The single model is the one with the best no-TTA PSNR (wide), even though base/x8 beats wide/x8.
+    # The single model is the one with the best no-TTA PSNR (wide), even though slim/x8 beats wide/x8.
     assert list(ladder["step"]) == ["blurry input", "wide (no TTA)", "+ x8 flips/rotations", "+ random crops",
                                     "+ ensemble"]  # fmt: skip
     np.testing.assert_allclose(ladder["psnr"], [25.0, 27.0, 27.3, 27.4, 27.5])
@@ -140,6 +140,7 @@ def test_write_leaderboard_files(metrics_files, tmp_path):
         "best_single_entry": "wide/x8+crops",
         "best_single_psnr": 27.4,
         "ensemble_psnr": 27.5,
+        "base_psnr": None,
         "input_psnr": 25.0,
         "n_rows": 7,
     }
@@ -150,10 +151,10 @@ def test_write_leaderboard_files(metrics_files, tmp_path):
 
 
 def test_leaderboard_built_twice_from_the_same_inputs_is_byte_identical(metrics_files, tmp_path):
-    frames = [f"000_{i:08d}" for i in range(12)]
+    frames = [f"{i // 2:03d}_{i % 2:08d}" for i in range(12)]  # 6 sequences of 2 frames: the bootstrap's clusters
     rng = np.random.default_rng(1)
-    means = {"input": 25.0, "wide/plain": 27.0, "wide/x8": 27.3, "wide/x8+crops": 27.4, "base/plain": 26.0,
-             "base/x8": 27.35, "ensemble": 27.5}  # the table's PSNRs, as means of per-frame scores  # fmt: skip
+    means = {"input": 25.0, "wide/plain": 27.0, "wide/x8": 27.3, "wide/x8+crops": 27.4, "slim/plain": 26.0,
+             "slim/x8": 27.35, "ensemble": 27.5}  # the table's PSNRs, as means of per-frame scores  # fmt: skip
     per_frame = {}
     for entry, mean in means.items():
         noise = rng.normal(0, 0.3, 12)
@@ -166,6 +167,51 @@ def test_leaderboard_built_twice_from_the_same_inputs_is_byte_identical(metrics_
     assert outputs[0] == outputs[1]
     back = pd.read_csv(tmp_path / "a" / "leaderboard.csv")
     assert back["gain_ci_low"].notna().sum() == 6  # every row but the input carries its interval
+
+
+def with_base(root, psnr=27.2):
+    """The base's files as evaluate_base and pretrain write them: plain mode only, model facts in its provenance."""
+    write_json(root / "eval/base.json", {"model": "base", "frames": 12, "tta": {"plain": mode(psnr, 0.5, "plain")}})
+    write_json(root / "pretrained/base.json", {"model": "base", "variant": "hinet-1x", "params": 1000,
+                                               "macs_g_256": 3.0, "steps": 6500})  # fmt: skip
+    return build(root, extra_eval=[root / "eval/base.json"], extra_train=[root / "pretrained/base.json"])
+
+
+def test_the_pretrained_base_is_a_row_and_a_step_but_never_the_single_model(metrics_files, tmp_path):
+    """base/plain (27.2 dB) beats every member's plain mode, yet the ablation ladder's single model is the best
+    member (wide, 27.0): the base is the step before it, so the chart shows fine-tuning's -0.2 dB."""
+    df = with_base(metrics_files)
+    assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "slim/x8", "wide/x8", "base/plain", "wide/plain",
+                                 "slim/plain", "input"]  # fmt: skip
+    row = df.set_index("entry").loc["base/plain"]
+    assert (row["model"], row["tta"], row["psnr"], row["gain_db"]) == ("base", "plain", 27.2, 2.2)
+    assert (row["params"], row["macs_g"], row["seconds_per_frame"]) == (1000, 3.0, 0.5)
+    assert row["settings"] == "variant=hinet-1x steps=6500 tta=plain bf16"
+    # base/plain (0.5 s) now dominates both members' plain modes.
+    assert set(df.loc[df["pareto"], "entry"]) == {"input", "base/plain", "slim/x8", "wide/x8+crops", "ensemble"}
+    ladder = ablation_ladder(df)
+    assert list(ladder["step"]) == ["blurry input", "pretrained base (no TTA)", "wide (no TTA)",
+                                    "+ x8 flips/rotations", "+ random crops", "+ ensemble"]  # fmt: skip
+    np.testing.assert_allclose(ladder["psnr"], [25.0, 27.2, 27.0, 27.3, 27.4, 27.5])
+    np.testing.assert_allclose(ladder["delta_db"], [0.0, 2.2, -0.2, 0.3, 0.1, 0.1], atol=1e-9)
+    paths = write_leaderboard(df, tmp_path / "out")
+    summary = json.loads(paths["json"].read_text())
+    assert (summary["best_single_entry"], summary["base_psnr"], summary["n_rows"]) == ("wide/x8+crops", 27.2, 8)
+
+
+def test_ablation_ladder_intervals_pair_the_base_with_input_and_member(metrics_files):
+    from pipeline.stats import paired_gain
+
+    frames = [f"{i // 2:03d}_{i % 2:08d}" for i in range(12)]
+    rng = np.random.default_rng(2)
+    means = {"input": 25.0, "base/plain": 27.2, "wide/plain": 27.0, "wide/x8": 27.3, "wide/x8+crops": 27.4,
+             "ensemble": 27.5}  # fmt: skip
+    per_frame = {e: pd.DataFrame({"psnr": m + rng.normal(0, 0.3, 12)}, index=frames) for e, m in means.items()}
+    ladder = ablation_ladder(with_base(metrics_files), per_frame).set_index("entry")
+    for before, after in (("input", "base/plain"), ("base/plain", "wide/plain")):
+        gain = paired_gain(per_frame[before]["psnr"], per_frame[after]["psnr"])
+        assert (ladder.loc[after, "ci_low"], ladder.loc[after, "ci_high"]) == (gain["ci_low"], gain["ci_high"])
+        assert ladder.loc[after, "significant"] == gain["significant"]
 
 
 def test_merge_experiments_on_recorded_dvc_output():

@@ -245,3 +245,38 @@ def test_run_inference_writes_the_val300_ladder_and_the_submit_mode_for_test(tmp
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
     assert sorted(runtimes) == ["plain/val300", "x8+crops/val300"]
+
+
+def test_run_inference_of_the_base_restores_val300_plain_only_from_the_given_weights(tmp_path, model, monkeypatch):
+    """infer_base: the base's weights, val-300 under the plain mode only (never the test frames), under the model
+    name ``base``; the frames are byte-identical to a member's plain mode from the same weights."""
+    from accelerate.state import AcceleratorState
+
+    from pipeline.layout import BASE, BASE_MODE
+
+    monkeypatch.chdir(tmp_path)
+    layout = Layout(PathsConfig(data="data", models="models", predictions="pred", runs="runs", pretrained="pre"))
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    make_index(tmp_path / "data" / "index", NAMES[:2]).rename(layout.index("val300"))
+    make_index(tmp_path / "data" / "test", ["100_00000009"]).rename(layout.index("test300"))
+    save_weights(model, layout.base_weights, variant="hinet-tiny")
+    save_weights(model, layout.weights("tiny"), variant="hinet-tiny")
+    try:
+        base = run_inference(BASE, TTA, layout, cpu=True, weights=layout.base_weights, modes=(BASE_MODE,), test=False)
+        member = run_inference("tiny", TTA, layout, cpu=True)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert sorted(base) == ["plain/val300"] and base["plain/val300"]["frames"] == 2
+    assert str(layout.base_weights) == "pre/base.safetensors"  # read from there: models/base.safetensors is absent
+    assert not (tmp_path / "models" / "base.safetensors").exists()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "pred" / "base").rglob("*")) == [
+        "pred/base/plain", "pred/base/plain/val300", "pred/base/plain/val300/png16",
+        "pred/base/plain/val300/png16/000_00000009.png", "pred/base/plain/val300/png16/000_00000019.png",
+        "pred/base/plain/val300/png8", "pred/base/plain/val300/png8/000_00000009.png",
+        "pred/base/plain/val300/png8/000_00000019.png", "pred/base/plain/val300/runtime.json",
+    ]  # fmt: skip
+    assert sorted(member) == ["plain/val300", "x8+crops/test300", "x8+crops/val300"]
+    for kind in ("png16", "png8"):
+        for name in NAMES[:2]:
+            got, want = (layout.predictions(m, "plain", "val300") / kind / f"{name}.png" for m in (BASE, "tiny"))
+            assert got.read_bytes() == want.read_bytes()

@@ -1,10 +1,11 @@
 """The val-300 leaderboard table: one pandas row per scored thing, its cost, its paired interval, and its files.
 
-Rows are the blurry input, each model under each TTA mode and the ensemble; columns are PSNR, SSIM (per-channel
-Gaussian, the BasicSR / scikit-image convention), gain over the input with its 95% interval, parameters, GMACs at
-256x256, runtime per frame, device and the settings that produced the row. Every number is read from what an earlier
-stage wrote: input scores from the data stage, model facts from the training metrics, scores from ``evaluate`` and
-``ensemble``. Also here: the ablation ladder in the form of the paper's NTIRE table.
+Rows are the blurry input, the pretrained base (``base/plain``), each model under each TTA mode and the ensemble;
+columns are PSNR, SSIM (per-channel Gaussian, the BasicSR / scikit-image convention), gain over the input with its 95%
+interval, parameters, GMACs at 256x256, runtime per frame, device and the settings that produced the row. Every number
+is read from what an earlier stage wrote: input scores from the data stage, model facts from the training metrics (the
+base's from its provenance), scores from ``evaluate`` (the base's from ``evaluate_base``) and ``ensemble``. Also here:
+the ablation ladder in the form of the paper's NTIRE table.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pandas as pd
 from pipeline.config import CropsConfig
 from pipeline.evaluate import rounded_scores
 from pipeline.fileio import atomic_path, read_json, write_json, write_text
-from pipeline.ladder import STEP_COLUMNS
+from pipeline.ladder import BASE_ENTRY, STEP_COLUMNS
+from pipeline.layout import BASE
 from pipeline.leaderboard.charts import plot_ladder, plot_pareto
 from pipeline.stats import paired_gain
 
@@ -52,8 +54,8 @@ COLUMNS = [
 ]
 SSIM_NOTE = (
     "SSIM: per-channel 2D Gaussian SSIM (BasicSR / scikit-image convention); SSIM3D: HINet's 3D-Gaussian SSIM (the "
-    "paper's tables); PSNR on 8-bit RGB, no crop. gain CI: 95% bootstrap interval of the paired per-frame gain over "
-    "the input."
+    "paper's tables); PSNR on 8-bit RGB, no crop. gain CI: 95% cluster-bootstrap interval of the paired per-frame "
+    "gain over the input (whole sequences resampled, not frames: frames of one sequence are correlated)."
 )
 
 
@@ -119,15 +121,16 @@ def build_leaderboard(
     crops: CropsConfig | None = None,
     per_frame: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """One row per scored thing (input, model x TTA mode, ensemble), sorted by PSNR with rank and Pareto columns.
+    """One row per scored thing (input, base, model x TTA mode, ensemble), sorted by PSNR with rank and Pareto columns.
 
     Each fact is read from the stage that made it: the input row from the data stage's ``data_json`` (its ``input``
     means; no input row without it), model facts (``params``, ``macs_g_256``, ``variant``, ``steps``...) from the
     training metrics ``train_jsons`` (NaN when absent), scores from the :func:`pipeline.evaluate.evaluate_model`
-    summaries ``eval_jsons`` and the :func:`pipeline.ensemble.run_ensemble` summary ``ensemble_json``. ``crops``
-    (``tta.crops``) describes the crop modes. ``per_frame`` (entry -> per-frame scores,
+    summaries ``eval_jsons`` (the base's among them: ``metrics/eval/base.json``, its model facts from
+    ``pretrained/base.json`` among ``train_jsons``) and the :func:`pipeline.ensemble.run_ensemble` summary
+    ``ensemble_json``. ``crops`` (``tta.crops``) describes the crop modes. ``per_frame`` (entry -> per-frame scores,
     :func:`pipeline.ladder.read_per_frame`) adds each row's 95% interval of its paired gain over the input
-    (``gain_ci_low`` / ``gain_ci_high``); NaN without it.
+    (``gain_ci_low`` / ``gain_ci_high``, sequences resampled); NaN without it.
     """
     train = {}
     for path in train_jsons:
@@ -241,9 +244,11 @@ def _ensemble_rows(ens: dict, train: dict) -> list[dict]:
 
 
 def ablation_ladder(df: pd.DataFrame, per_frame: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """The paper's NTIRE ladder from a leaderboard: input -> best single model (no TTA) -> + x8 -> + crops -> ensemble.
+    """The paper's NTIRE ladder from a leaderboard: input -> pretrained base (no TTA) -> best single model (no TTA) ->
+    + x8 -> + crops -> ensemble.
 
-    The single model is the one with the best plain (no-TTA) PSNR; steps whose rows do not exist are skipped.
+    The single model is the member with the best plain (no-TTA) PSNR (never the base: the members are fine-tuned from
+    it); steps whose rows do not exist are skipped.
     Columns: step, entry, psnr, ssim, delta_db (over the previous step), total_db (over the first), seconds_per_frame,
     and with ``per_frame`` the 95% interval of each step's paired per-frame gain (``ci_low``, ``ci_high``,
     ``significant``).
@@ -252,7 +257,9 @@ def ablation_ladder(df: pd.DataFrame, per_frame: dict[str, pd.DataFrame] | None 
     steps: list[tuple[str, str]] = []
     if "input" in by_entry.index:
         steps.append(("blurry input", "input"))
-    singles = df[(df["model"] != "") & (df["tta"] != "ensemble")]
+    if BASE_ENTRY in by_entry.index:
+        steps.append(("pretrained base (no TTA)", BASE_ENTRY))
+    singles = df[(df["model"] != "") & (df["model"] != BASE) & (df["tta"] != "ensemble")]
     plain = singles[singles["tta"] == "plain"]
     if len(plain):
         model = plain.sort_values("psnr", ascending=False, kind="stable")["model"].iloc[0]
@@ -334,12 +341,12 @@ def _markdown(df: pd.DataFrame, steps: pd.DataFrame | None = None, spreads: dict
         st["gain_db"] = st["gain_db"].map(lambda v: f"{v:+.4f}")
         st["95% CI"] = [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(steps["ci_low"], steps["ci_high"], strict=True)]
         st["significant"] = st["significant"].map(lambda v: "yes" if v else "not significant")
-        st = st[["step", "model", "before", "after", "gain_db", "95% CI", "frames", "significant"]]
+        st = st[["step", "model", "before", "after", "gain_db", "95% CI", "frames", "clusters", "significant"]]
         text += (
             "\n## Every step, paired per frame\n\nGain of `after` over `before` on the same val-300 frames: mean, 95% "
-            "bootstrap interval (10,000 resamples, fixed seed) and whether the interval excludes zero.\n\n"
-            + st.to_markdown(index=False, disable_numparse=True)
-            + "\n"
+            "cluster-bootstrap interval (whole sequences resampled, not frames, since frames of one sequence are "
+            "correlated; 10,000 resamples, fixed seed) and whether the interval excludes zero. `clusters`: the "
+            "sequences.\n\n" + st.to_markdown(index=False, disable_numparse=True) + "\n"
         )
     if spreads:
         sp = pd.DataFrame([{"tta": mode, **v} for mode, v in spreads.items()])
@@ -392,8 +399,9 @@ def write_leaderboard(
         return sub.iloc[0] if len(sub) else None
 
     best = first(df["entry"] != "input")
-    single = first((df["model"] != "") & (df["tta"] != "ensemble"))
+    single = first((df["model"] != "") & (df["model"] != BASE) & (df["tta"] != "ensemble"))
     ens = first(df["entry"] == "ensemble")
+    base = first(df["entry"] == BASE_ENTRY)
     inp = first(df["entry"] == "input")
     summary = {
         "best_entry": None if best is None else best["entry"],
@@ -401,6 +409,7 @@ def write_leaderboard(
         "best_single_entry": None if single is None else single["entry"],
         "best_single_psnr": None if single is None else round(float(single["psnr"]), 4),
         "ensemble_psnr": None if ens is None else round(float(ens["psnr"]), 4),
+        "base_psnr": None if base is None else round(float(base["psnr"]), 4),
         "input_psnr": None if inp is None else round(float(inp["psnr"]), 4),
         "n_rows": len(df),
     }
