@@ -2,13 +2,17 @@
 every ladder step with its paired 95% interval (base -> member included), the seed spread, charts and a comparison
 sheet."""
 
+from pathlib import Path
+
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.data.reds import read_index
+from pipeline.data.synth import MANIFEST_NAME
 from pipeline.fileio import write_image
-from pipeline.ladder import read_per_frame, seed_spreads, step_table
+from pipeline.ladder import BASE_ENTRY, read_per_frame, seed_spreads, step_table
 from pipeline.layout import BASE, VAL_SPLIT, Layout
 from pipeline.leaderboard import build_leaderboard, write_leaderboard
+from pipeline.leaderboard.sources import per_source_table, read_sources
 from pipeline.sheet import comparison_sheet
 
 
@@ -28,15 +32,20 @@ def main() -> None:
         per_frame=per_frame,
     )
     steps = step_table(per_frame, models, tta.ladder, tta.submit)
+    best = max(models, key=lambda m: per_frame[f"{m}/{tta.ladder[0]}"]["psnr"].mean())
+    sources = (
+        read_sources(Path(params.paths.synthetic_reds) / MANIFEST_NAME) if params.data.source == "synthetic" else None
+    )
+    entries = [e for e in (BASE_ENTRY, f"{best}/{tta.ladder[0]}", f"{best}/{tta.submit}", "ensemble") if e in per_frame]
     write_leaderboard(
         table,
         layout.submissions,
         steps=steps,
         spreads=seed_spreads(per_frame, members, tta.ladder),
         per_frame=per_frame,
+        per_source=None if sources is None else per_source_table(per_frame, sources, list(dict.fromkeys(entries))),
     )
     # Look, don't read: the best member by plain PSNR, without and with the submit TTA, and the ensemble.
-    best = max(models, key=lambda m: per_frame[f"{m}/{tta.ladder[0]}"]["psnr"].mean())
     columns = [
         (f"{best} {mode}", layout.predictions(best, mode, VAL_SPLIT) / "png8")
         for mode in dict.fromkeys((tta.ladder[0], tta.submit))

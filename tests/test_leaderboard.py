@@ -262,3 +262,21 @@ def test_merge_reads_the_input_row_from_the_data_stage():
     assert list(df.index) == ["a/x8", "input"]
     assert (df.loc["input", "psnr"], df.loc["input", "ssim"], df.loc["input", "gain_db"]) == (24.5, 0.7, 0.0)
     assert df.loc["a/x8", "psnr"] == 25.0 and df.loc["a/x8", "experiment"] == "workspace"
+
+
+def test_per_source_table_counts_gains_and_losses_per_photo():
+    from pipeline.leaderboard.sources import frames_below_input, per_source_table
+
+    names = ["000_00000009", "000_00000019", "001_00000009", "001_00000019", "002_00000009"]
+    per_frame = {
+        "input": pd.DataFrame({"psnr": [20.0, 22.0, 30.0, 30.0, 25.0]}, index=names),
+        "m/plain": pd.DataFrame({"psnr": [22.0, 23.0, 29.0, 30.5, 25.0]}, index=names),
+    }
+    sources = {"000": "astronaut", "001": "chelsea", "002": "astronaut"}
+    table = per_source_table(per_frame, sources, ["m/plain"])
+    assert table["source"].tolist() == ["astronaut", "chelsea"]  # sorted by input PSNR
+    assert table["frames"].tolist() == [3, 2]
+    assert table["input_psnr"].tolist() == pytest.approx([67 / 3, 30.0])
+    assert table["m/plain gain_db"].tolist() == pytest.approx([1.0, -0.25])  # (2 + 1 + 0) / 3; (-1 + 0.5) / 2
+    assert table["m/plain below_input"].tolist() == [0, 1]
+    assert frames_below_input(per_frame, "m/plain") == (1, 5)

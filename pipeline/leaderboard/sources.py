@@ -32,7 +32,9 @@ def frames_below_input(per_frame: dict[str, pd.DataFrame], entry: str) -> tuple[
     return int((gain < 0).sum()), len(gain)
 
 
-def per_source_table(per_frame: dict[str, pd.DataFrame], sources: dict[str, str], entries: Sequence[str]) -> pd.DataFrame:
+def per_source_table(
+    per_frame: dict[str, pd.DataFrame], sources: dict[str, str], entries: Sequence[str]
+) -> pd.DataFrame:
     """One row per source photo: frames, input PSNR, and per entry the mean gain (dB) and frames below the input."""
     inp = per_frame["input"]["psnr"]
     source = pd.Series([sources[sequence_of(n)] for n in inp.index], index=inp.index, name="source")

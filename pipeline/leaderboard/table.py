@@ -365,11 +365,13 @@ def write_leaderboard(
     steps: pd.DataFrame | None = None,
     spreads: dict | None = None,
     per_frame: dict[str, pd.DataFrame] | None = None,
+    per_source: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write leaderboard.csv/.md/.json, ladder_steps.csv, ablation_ladder.png and pareto.png, each atomically.
 
     ``steps`` (:func:`pipeline.ladder.step_table`) and ``spreads`` (:func:`pipeline.ladder.seed_spreads`) add the
-    paired statistics; ``per_frame`` adds the intervals to the ablation-ladder chart.
+    paired statistics; ``per_frame`` adds the intervals to the ablation-ladder chart; ``per_source``
+    (:func:`pipeline.leaderboard.sources.per_source_table`) adds ``per_source.csv`` and its Markdown section.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -389,7 +391,18 @@ def write_leaderboard(
     steps = steps if steps is not None else pd.DataFrame(columns=STEP_COLUMNS)
     with atomic_path(paths["steps"]) as tmp:
         steps.to_csv(tmp, index=False)
-    write_text(paths["md"], _markdown(df, steps, spreads))
+    text = _markdown(df, steps, spreads)
+    if per_source is not None:
+        paths["per_source"] = out / "per_source.csv"
+        with atomic_path(paths["per_source"]) as tmp:
+            per_source.to_csv(tmp, index=False)
+        text += (
+            "\n## By source photo\n\nPer photo of val-300: its frames, the blurry input's PSNR, and per entry the mean "
+            "gain over the input (dB) and the frames below the input.\n\n"
+            + per_source.to_markdown(index=False, floatfmt="+.3f")
+            + "\n"
+        )
+    write_text(paths["md"], text)
     ladder = ablation_ladder(df, per_frame)
     plot_ladder(ladder, paths["ladder"])
     plot_pareto(df, paths["pareto"])
