@@ -22,6 +22,8 @@ _PROJECT_ERRORS = {
     "pipeline.config": "ConfigError",
     "pipeline.data.reds": "DatasetError",
     "pipeline.data.pool": "PoolError",
+    "pipeline.batching": "BatchPlanError",
+    "pipeline.launch": "LaunchError",
     "pipeline.fileio": "ImageReadError",
     "pipeline.models.weights": "WeightsError",
     "pipeline.evaluate": "EvaluationError",

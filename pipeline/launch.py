@@ -3,7 +3,10 @@
 ``python -m pipeline.launch stages/train.py --model wd_s1`` reads ``launch.processes`` and starts that many processes
 on this machine: one process on CPU or one GPU; N GPUs (``--multi_gpu``); or N gloo processes on a CPU-only machine
 (``--multi_gpu`` without CUDA, one thread each). The command is checked before anything starts: more processes than
-visible GPUs (or CPU cores) is an error naming the value and the fix. ``--dry-run`` prints the command instead.
+visible GPUs (or CPU cores) is an error naming the value and the fix (``check_params`` runs the same check first).
+With one process a failing script's exit is passed on without a launcher traceback (exit 1; accelerate's
+``--quiet``); with N processes torch elastic still prints its failure report after the script's own error.
+``--dry-run`` prints the command instead.
 Precision is not set here: the script takes it from the recipe (``models.<m>.mixed_precision``, ``tta.precision``).
 Multi-node runs are started by hand on every node (README, "Many nodes").
 """
@@ -15,9 +18,10 @@ import os
 import shlex
 import sys
 
+from pipeline.cli import USER_ERROR_EXIT
 from pipeline.config import ConfigError, LaunchConfig, load_params
 
-__all__ = ["LaunchError", "accelerate_command", "main"]
+__all__ = ["LaunchError", "accelerate_command", "check_machine", "main"]
 
 
 class LaunchError(ValueError):
@@ -30,10 +34,8 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def accelerate_command(
-    launch: LaunchConfig, script_args: list[str], *, gpus: int | None = None, cores: int | None = None
-) -> tuple[list[str], dict[str, str]]:
-    """The ``accelerate launch`` argv and extra environment for ``script_args`` under ``launch``."""
+def check_machine(launch: LaunchConfig, *, gpus: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """(GPUs used, cores) when ``launch`` fits this machine; a :class:`LaunchError` naming the fix otherwise."""
     gpus = _visible_gpus() if gpus is None else gpus
     cores = (os.cpu_count() or 1) if cores is None else cores
     n = launch.processes
@@ -45,6 +47,15 @@ def accelerate_command(
         raise LaunchError(
             f"launch.processes is {n} but this CPU-only machine has {cores} core(s): set launch.processes <= {cores}"
         )
+    return gpus, cores
+
+
+def accelerate_command(
+    launch: LaunchConfig, script_args: list[str], *, gpus: int | None = None, cores: int | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The ``accelerate launch`` argv and extra environment for ``script_args`` under ``launch``."""
+    gpus, cores = check_machine(launch, gpus=gpus, cores=cores)
+    n = launch.processes
     cmd = [
         sys.executable,
         "-m",
@@ -58,6 +69,10 @@ def accelerate_command(
         "--dynamo_backend",
         "no",
     ]
+    if n == 1:
+        # A failing script already printed its one-line error (or its own traceback): accelerate's single-process
+        # launcher would add a CalledProcessError traceback of its own; quiet, it exits 1 (the user-error code).
+        cmd += ["--quiet"]
     env: dict[str, str] = {}
     if n > 1:
         cmd += ["--multi_gpu", "--main_process_port", str(launch.main_process_port)]
@@ -82,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd, env = accelerate_command(launch, [args.script, *args.args])
     except (ConfigError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return USER_ERROR_EXIT
     if args.dry_run:
         print(" ".join(f"{k}={v}" for k, v in env.items()), shlex.join(cmd))
         return 0

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from pipeline.config import PathsConfig
 
-__all__ = ["BASE", "BASE_MODE", "VAL_SPLIT", "Layout"]
+__all__ = ["BASE", "BASE_MODE", "MANIFEST_NAME", "VAL_SPLIT", "Layout"]
 
 VAL_SPLIT = "val300"  # the scored validation subset: every gain, ensemble fit and leaderboard row is measured on it
 # The pretrained base is scored like a member under this name (predictions/base/plain/val300, eval/base/plain.csv,
 # metrics/eval/base.json), in the plain mode only: the leaderboard's row base/plain and its steps base -> member.
 BASE = "base"
 BASE_MODE = "plain"
+MANIFEST_NAME = "manifest.json"  # the embedded set's record of every sequence's source (pipeline.data.synth)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class Layout:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     # data stage (paths.data)
+    @property
+    def synthetic_manifest(self) -> Path:
+        """``<paths.synthetic_reds>/manifest.json``: the source photo of every sequence of the embedded set."""
+        return Path(self.paths.synthetic_reds) / MANIFEST_NAME
+
     def index(self, split: str) -> Path:
         """``index/<split>.csv`` (``train``, ``val``, ``val300``, ``test300``): relative paths + md5 per frame."""
         return Path(self.paths.data) / "index" / f"{split}.csv"

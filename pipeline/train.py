@@ -30,6 +30,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from pipeline.batching import BatchPlan, BatchPlanError, plan_batch
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
 from pipeline.device import cpu_has_native_bf16
@@ -119,37 +120,6 @@ class TrainOutputs:
     @property
     def snapshots(self) -> Path:
         return self.run_dir / "snapshots"
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """How a recipe's global batch is split: ``global_batch = processes * per_process * accumulation``."""
-
-    processes: int
-    per_process: int
-    accumulation: int
-    global_batch: int
-
-
-class BatchPlanError(ValueError):
-    """The global batch cannot be split over the processes; the message names the values and the fix."""
-
-
-def plan_batch(global_batch: int, processes: int, max_per_process: int = 0) -> BatchPlan:
-    """Split ``global_batch`` over ``processes``, accumulating gradients when a process may hold fewer samples
-    (``max_per_process``; the smallest accumulation that gives equal micro-batches within the cap)."""
-    if global_batch < 1 or processes < 1:
-        raise BatchPlanError(f"global_batch {global_batch} and processes {processes} must both be >= 1")
-    if global_batch % processes:
-        raise BatchPlanError(
-            f"global_batch {global_batch} is not divisible by {processes} processes (launch.processes): use a global "
-            f"batch that is a multiple of {processes}, or a process count that divides {global_batch}"
-        )
-    share = global_batch // processes
-    accumulation = 1 if max_per_process <= 0 else -(-share // max_per_process)
-    while share % accumulation:  # equal micro-batches: the smallest accumulation that divides the share
-        accumulation += 1
-    return BatchPlan(processes, share // accumulation, accumulation, global_batch)
 
 
 def mixed_precision_for(setting: str, use_cpu: bool) -> str:

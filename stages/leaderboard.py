@@ -2,12 +2,9 @@
 every ladder step with its paired 95% interval (base -> member included), the seed spread, charts and a comparison
 sheet."""
 
-from pathlib import Path
-
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.data.reds import read_index
-from pipeline.data.synth import MANIFEST_NAME
 from pipeline.fileio import write_image
 from pipeline.ladder import BASE_ENTRY, read_per_frame, seed_spreads, step_table
 from pipeline.layout import BASE, VAL_SPLIT, Layout
@@ -33,9 +30,7 @@ def main() -> None:
     )
     steps = step_table(per_frame, models, tta.ladder, tta.submit)
     best = max(models, key=lambda m: per_frame[f"{m}/{tta.ladder[0]}"]["psnr"].mean())
-    sources = (
-        read_sources(Path(params.paths.synthetic_reds) / MANIFEST_NAME) if params.data.source == "synthetic" else None
-    )
+    sources = read_sources(layout.synthetic_manifest) if params.data.source == "synthetic" else None
     entries = [e for e in (BASE_ENTRY, f"{best}/{tta.ladder[0]}", f"{best}/{tta.submit}", "ensemble") if e in per_frame]
     write_leaderboard(
         table,

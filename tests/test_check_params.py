@@ -94,3 +94,23 @@ def test_bad_params_stop_dvc_repro_and_a_valid_edit_reruns_nothing_downstream(tm
         assert "Traceback" not in output, case
         assert "Running stage 'prepare'" not in output and (repo / "prepare_runs.log").read_text() == "run\n", case
         (repo / "params.yaml").write_text(saved)
+
+    # Cross-section and machine facts, before any stage starts (before: every launched process printed a traceback).
+    machine = {
+        "global_batch that launch.processes does not divide": (
+            lambda raw: (raw["launch"].update(processes=2), raw["models"]["wd_s2"].update(global_batch=7)),
+            "error: models.wd_s2.global_batch: global_batch 7 is not divisible by 2 processes (launch.processes)",
+        ),
+        "more processes than cores": (
+            lambda raw: raw["launch"].update(processes=4096),
+            "error: launch.processes is 4096 but this CPU-only machine has",
+        ),
+    }
+    for case, (change, message) in machine.items():
+        saved = (repo / "params.yaml").read_text()
+        _edit(repo, change)
+        run = _dvc(repo, "repro")
+        output = run.stdout + run.stderr
+        assert run.returncode != 0 and message in output, (case, output)
+        assert "Traceback" not in output and "Running stage 'prepare'" not in output, case
+        (repo / "params.yaml").write_text(saved)

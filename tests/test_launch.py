@@ -17,8 +17,8 @@ LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", 
 def test_one_process_on_cpu(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cmd, env = accelerate_command(LaunchConfig(), ["stages/train.py", "--model", "m"], gpus=0, cores=2)
-    assert cmd == [*LAUNCH, "--num_processes", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
-                   "stages/train.py", "--model", "m"]  # fmt: skip
+    assert cmd == [*LAUNCH, "--num_processes", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--quiet",
+                   "--cpu", "stages/train.py", "--model", "m"]  # fmt: skip
     assert env == {"OMP_NUM_THREADS": "2"}  # one process uses both cores
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert accelerate_command(LaunchConfig(), ["s.py"], gpus=0, cores=2)[1] == {"OMP_NUM_THREADS": "1"}  # yours wins
@@ -67,5 +67,23 @@ def test_cli_dry_run_and_error_line(tmp_path: Path):
         text=True,
         env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
     )
-    assert bad.returncode == 2 and bad.stderr.startswith("error: launch.processes is 64 but this CPU-only machine")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: launch.processes is 64 but this CPU-only machine")
     assert "Traceback" not in bad.stderr
+
+
+def test_a_user_error_in_the_launched_script_is_one_line_and_its_exit_code(tmp_path: Path):
+    """Before: the script's error line, then accelerate's CalledProcessError traceback."""
+    (tmp_path / "params.yaml").write_text("launch: {processes: 1}\n")
+    (tmp_path / "fails.py").write_text(
+        "import sys\nprint('error: base.safetensors: truncated', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.launch", "fails.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == "error: base.safetensors: truncated", out.stderr
+    assert "Traceback" not in out.stderr and "CalledProcessError" not in out.stderr

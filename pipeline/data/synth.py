@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import SYNTH_PHOTOS, SynthConfig
 from pipeline.fileio import atomic_dir, write_image, write_json
+from pipeline.layout import MANIFEST_NAME
 
 __all__ = [
     "DEAD_LEAVES",
@@ -58,7 +59,6 @@ __all__ = [
 ]
 
 SYNTH_VERSION = 3  # bump when the rendering changes, so a stored tree with the same config is rebuilt
-MANIFEST_NAME = "manifest.json"
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-looking trajectories
 
