@@ -8,6 +8,9 @@ different names:
   averaged over the channels. Equals ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2)``.
 - :func:`ssim_hinet3d`: the RGB SSIM of the HINet / NAFNet release, one 3D Gaussian over H, W and C.
+
+Numpy and OpenCV only, no torch: scoring runs in joblib workers that data preparation reuses, and a worker that
+imports torch (~0.5 GB) after its first job looks to loky like a memory leak (it restarts it, warning each time).
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ import math
 
 import cv2
 import numpy as np
-import torch
 
-__all__ = ["batch_psnr_tensor", "psnr", "rgb_to_y", "ssim", "ssim_hinet3d"]
+__all__ = ["psnr", "rgb_to_y", "ssim", "ssim_hinet3d"]
 
 _WIN = 11  # Gaussian window size of both SSIM conventions
 _SIGMA = 1.5
@@ -150,26 +152,3 @@ def ssim_hinet3d(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0) -> fl
         return cv2.sepFilter2D(x, cv2.CV_64F, g, g, borderType=cv2.BORDER_REPLICATE)
 
     return float(_ssim_map(a, b, blur).mean())
-
-
-def batch_psnr_tensor(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of NCHW tensors in [0, 1], scored as the public code does on 8-bit images.
-
-    Both are clamped to [0, 1] and rounded to ``round(x * 255)`` in float32 (as ``tensor2img`` does), then compared in
-    float64; returns a 1-D float64 tensor of length N (inf where an image is exact), ready for
-    ``accelerator.gather_for_metrics``.
-    """
-    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise ValueError("batch_psnr_tensor: pred and target must be torch tensors")
-    if pred.ndim != 4 or pred.shape != target.shape:
-        raise ValueError(
-            "batch_psnr_tensor: need two NCHW tensors of equal shape, "
-            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
-        )
-    if pred.numel() == 0:
-        raise ValueError(f"batch_psnr_tensor: empty tensors of shape {tuple(pred.shape)}")
-    with torch.no_grad():
-        p = torch.round(pred.detach().float().clamp(0, 1) * 255.0).to(torch.float64)
-        t = torch.round(target.detach().float().clamp(0, 1) * 255.0).to(torch.float64)
-        mse = ((p - t) ** 2).mean(dim=(1, 2, 3))
-        return 10.0 * torch.log10(255.0**2 / mse)  # mse == 0 -> inf
