@@ -150,6 +150,8 @@ def test_registry_variants_and_errors():
         "hinet-2x",
         "hinet-2x-deep",
         "hinet-1x-sidd",
+        "hinet-0.5x-sidd",
+        "hinet-1x-rain13k",
         "hinet-tiny",
         "hinet-tiny-deep",
     ):
@@ -168,6 +170,10 @@ def test_registry_variants_and_errors():
     expected = {"hinet-0.5x": 22_176_070, "hinet-1x": 88_668_806, "hinet-1x-sidd": 88_669_702, "hinet-2x": 354_604_294}
     for name, n in expected.items():  # counts of the public code (reference-facts.md)
         assert count_params(create_model(name, device="meta")) == n
+    # HIN in levels 0..2 as well adds the affine (scale, shift) of half of each level's channels, in both encoders:
+    # 2 x wf x (1 + 2 + 4) = 14 wf parameters (896 at wf 64: the SIDD-1x count above).
+    assert count_params(create_model("hinet-0.5x-sidd", device="meta")) == 22_176_070 + 14 * 32
+    assert create_model("hinet-1x-rain13k", device="meta").config == create_model("hinet-1x-sidd", device="meta").config
     assert create_model("hinet-1x", wf=16, extra_blocks=None).config["wf"] == 16  # None overrides are ignored
     with pytest.raises(ValueError, match="hinet-tiny-deep"):
         create_model("hinet-3x")

@@ -11,7 +11,8 @@ from .hinet import HINet
 
 __all__ = ["create_model", "list_models", "model_args", "register_model", "variant_config"]
 
-_REDS_HIN = {"hin_position_left": 3, "hin_position_right": 4}
+_REDS_HIN = {"hin_position_left": 3, "hin_position_right": 4}  # REDS and GoPro releases: HIN in the last two levels
+_ALL_HIN = {"hin_position_left": 0, "hin_position_right": 4}  # SIDD and Rain13K releases: HIN in every level
 
 # name -> HINet constructor arguments (anything not given takes the constructor default).
 _VARIANTS: dict[str, dict[str, Any]] = {
@@ -19,7 +20,9 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "hinet-1x": {"wf": 64, **_REDS_HIN},  # the public REDS / GoPro release
     "hinet-2x": {"wf": 128, **_REDS_HIN},
     "hinet-2x-deep": {"wf": 128, "extra_blocks": 2, **_REDS_HIN},  # the NTIRE "wider, deeper" model (form unconfirmed)
-    "hinet-1x-sidd": {"wf": 64, "hin_position_left": 0, "hin_position_right": 4},  # the public SIDD release
+    "hinet-1x-sidd": {"wf": 64, **_ALL_HIN},  # the public SIDD-1x release
+    "hinet-0.5x-sidd": {"wf": 32, **_ALL_HIN},  # the public SIDD-0.5x release
+    "hinet-1x-rain13k": {"wf": 64, **_ALL_HIN},  # the public Rain13K release (same form as SIDD-1x)
     "hinet-tiny": {"wf": 8, **_REDS_HIN},  # for tests
     "hinet-tiny-deep": {"wf": 8, "extra_blocks": 1, **_REDS_HIN},  # for tests
 }
