@@ -150,6 +150,8 @@ class SynthConfig:
     max_translation: float = 22.0  # peak camera speed per axis, frame pixels per frame interval
     max_rotation_deg: float = 2.0  # peak rotation speed, degrees per frame interval
     max_zoom: float = 0.03  # peak relative zoom change per frame interval
+    train_magnify_max: float = 2.0  # training sequences film their scene magnified by m ~ log-uniform [1, this]:
+    # soft (interpolated) sharp frames as well as pixel-sharp ones, as REDS's own ground truth; val/test: never
     gamma: float = 2.2
     jpeg_quality: int = 60
 
@@ -169,6 +171,7 @@ class SynthConfig:
         _require_counts(self, 0, "test_sequences")  # 0: no test/ folder, the development phase
         _require(1 <= self.jpeg_quality <= 100, at, "jpeg_quality", self.jpeg_quality, "in 1..100")
         _require(self.gamma > 0, at, "gamma", self.gamma, "> 0")
+        _require(1.0 <= self.train_magnify_max <= 4.0, at, "train_magnify_max", self.train_magnify_max, "in [1, 4]")
         _require(0.0 <= self.leaves_fraction <= 1.0, at, "leaves_fraction", self.leaves_fraction, "in [0, 1]")
         for name in ("train_photos", "val_photos", "test_photos"):
             photos = getattr(self, name)

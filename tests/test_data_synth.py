@@ -76,6 +76,33 @@ def test_blur_comes_from_motion():
     assert not np.array_equal(moving[0][1], moving[1][1])
 
 
+def _gradient_energy(img: np.ndarray) -> float:
+    g = img.astype(np.float64).mean(axis=2)
+    return float(np.mean(np.diff(g, axis=0) ** 2) + np.mean(np.diff(g, axis=1) ** 2))
+
+
+def test_training_magnification_softens_train_frames_only():
+    still = dataclasses.replace(TINY, max_translation=0.0, max_rotation_deg=0.0, max_zoom=0.0, frames_per_sequence=2)
+    flat = dataclasses.replace(still, train_magnify_max=1.0)
+    magnified = dataclasses.replace(still, train_magnify_max=4.0)
+    for split in ("val", "test"):  # held-out frames do not depend on it, byte for byte
+        for (b1, s1), (b2, s2) in zip(
+            render_sequence(flat, split, 0), render_sequence(magnified, split, 0), strict=True
+        ):
+            assert np.array_equal(b1, b2) and np.array_equal(s1, s2)
+    # Training sequence 0 films a photo: magnified, its sharp frame is interpolated, so it has less gradient energy.
+    photo_seq = next(k for k in range(4) if not _leaves(flat, k))
+    sharp_flat = render_sequence(flat, "train", photo_seq)[0][1]
+    sharp_mag = render_sequence(magnified, "train", photo_seq)[0][1]
+    assert _gradient_energy(sharp_mag) < 0.8 * _gradient_energy(sharp_flat)
+
+
+def _leaves(cfg: SynthConfig, seq: int) -> bool:
+    from pipeline.data.synth import sequence_source
+
+    return sequence_source(cfg, "train", seq) == DEAD_LEAVES
+
+
 def test_photo_list_is_color():
     from pipeline.data.pool import load_pool
     from pipeline.data.synth import _photo
@@ -194,6 +221,7 @@ def test_dead_leaves_statistics():
         ({"val_photos": ("retina",)}, "unknown photo"),
         ({"val_photos": ("lena",)}, "unknown photo"),
         ({"test_photos": ()}, r"test_photos: got \[\], must be at least one of"),
+        ({"train_magnify_max": 0.5}, r"train_magnify_max: got 0.5, must be in \[1, 4\]"),
     ],
 )
 def test_bad_config(tmp_path: Path, change: dict, message: str):

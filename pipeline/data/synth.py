@@ -58,7 +58,7 @@ __all__ = [
     "synthesize_reds",
 ]
 
-SYNTH_VERSION = 3  # bump when the rendering changes, so a stored tree with the same config is rebuilt
+SYNTH_VERSION = 4  # bump when the rendering changes, so a stored tree with the same config is rebuilt
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-looking trajectories
 
@@ -121,8 +121,16 @@ class _Trajectory:
         return float(np.sum(np.abs(self.amp)))
 
 
-def _sequence_camera(cfg: SynthConfig, rng: np.random.Generator, photo_shape: tuple[int, int]):
-    """Draw one sequence's camera: base scale and centre in the photo plus smooth motion trajectories."""
+def _sequence_camera(cfg: SynthConfig, rng: np.random.Generator, photo_shape: tuple[int, int], split: str):
+    """Draw one sequence's camera: base scale and centre in the photo plus smooth motion trajectories.
+
+    Training sequences (only: val/test draw nothing more, so their frames do not depend on it) film their scene
+    magnified by ``m`` ~ log-uniform [1, ``train_magnify_max``]: some sharp frames are then interpolated, soft at pixel
+    level like real video ground truth, so the network learns to leave soft content soft instead of painting edges.
+    """
+    magnify = 1.0
+    if split == "train" and cfg.train_magnify_max > 1.0:
+        magnify = math.exp(rng.uniform(0.0, math.log(cfg.train_magnify_max)))
     strength = rng.uniform(0.7, 1.0)  # per-sequence motion strength, so blur varies between sequences
     tx = _Trajectory(rng, cfg.max_translation * strength)
     ty = _Trajectory(rng, cfg.max_translation * strength)
@@ -133,7 +141,7 @@ def _sequence_camera(cfg: SynthConfig, rng: np.random.Generator, photo_shape: tu
     # Margin in frame pixels the window may move, including the corners swept by rotation and zoom.
     radius = 0.5 * math.hypot(h, w)
     margin = max(tx.extent, ty.extent) + radius * (rot.extent + math.expm1(zoom.extent)) + 2.0
-    scale = min(1.0, pw / (w + 2 * margin), ph / (h + 2 * margin))  # photo pixels per frame pixel (<1 upsamples)
+    scale = min(1.0, pw / (w + 2 * margin), ph / (h + 2 * margin)) / magnify  # photo px per frame px (<1 upsamples)
     free_x = max(0.0, pw - scale * (w + 2 * margin))
     free_y = max(0.0, ph - scale * (h + 2 * margin))
     cx = 0.5 * pw + rng.uniform(-0.5, 0.5) * free_x
@@ -202,7 +210,7 @@ def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.nda
     if rng.random() < 0.5:
         photo = photo[:, ::-1]
     linear = np.power(photo.astype(np.float32) / 255.0, cfg.gamma)
-    scale, center, motion = _sequence_camera(cfg, rng, photo.shape[:2])
+    scale, center, motion = _sequence_camera(cfg, rng, photo.shape[:2], split)
     t0 = rng.uniform(0.0, 100.0)
     n = cfg.subframes
     frames = []
