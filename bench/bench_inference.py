@@ -1,4 +1,4 @@
-"""Inference speed: the default path (restore, bf16 autocast + channels_last) against fp32 eager, same weights.
+"""Inference speed: the default path (the Restorer: auto precision + channels_last) against fp32 eager, same weights.
 
 Run: ``python bench/bench_inference.py [--model hinet-1x --size 256 --repeats 5 --compile --batch 8 --profile]``.
 Checks: default path >= 4x faster than fp32 eager with PSNR >= 50 dB between the two outputs; effective GFLOP/s
@@ -13,8 +13,9 @@ import copy
 import torch
 from common import conv_case, header, interleaved, median, paired_ratio, psnr_db, spread, verdict
 
-from pipeline.device import autocast, resolve_device, resolve_precision
-from pipeline.inference import restore
+from pipeline.config import TTAConfig
+from pipeline.device import autocast, resolve_device
+from pipeline.inference import Restorer
 from pipeline.models import count_macs, create_model
 
 
@@ -48,7 +49,8 @@ def main() -> None:
     # so the outputs are not degenerate and the PSNR between precisions is meaningful.
     fp32 = create_model(args.model).eval().to(device)
     fast = copy.deepcopy(fp32).to(memory_format=torch.channels_last)
-    dtype = resolve_precision("auto", device)
+    restorer = Restorer(fast, TTAConfig(tile=max(args.size, 256), overlap=32))  # the default precision, auto
+    dtype = restorer.dtype
     x = torch.rand(1, 3, args.size, args.size, device=device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     macs = count_macs(fp32, (args.size, args.size))
@@ -58,13 +60,13 @@ def main() -> None:
         return fp32(x)[-1]
 
     def default_path():
-        return restore(fast, x, tile=max(args.size, 256), overlap=32)
+        return restorer.restore(x)["plain"]
 
     def bf16_forward():
         with autocast(device, dtype):
             return fast(x_cl)[-1]
 
-    cases = {"fp32 eager": eager_fp32, "default restore()": default_path, "bf16+cl forward": bf16_forward}
+    cases = {"fp32 eager": eager_fp32, "default Restorer": default_path, "bf16+cl forward": bf16_forward}
     if args.compile:
         compiled = torch.compile(fast)
 
@@ -111,11 +113,11 @@ def main() -> None:
             f"  {name:26s} {spread(ts)}  per image {sec:.4f}s  x{base / sec:.2f} vs fp32  "
             f"{gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of peak"
         )
-    ratio, best = paired_ratio(times, "fp32 eager", "default restore()")
+    ratio, best = paired_ratio(times, "fp32 eager", "default Restorer")
     print(f"  speed-up default vs fp32: median of per-round ratios x{ratio:.2f}, ratio of best times x{best:.2f}")
     verdict("speed-up default path vs fp32 eager", ratio, 4.0, higher_is_better=True, unit="x")
     verdict("PSNR default vs fp32 output", psnr_db(out, ref), 50.0, higher_is_better=True, unit=" dB")
-    eff = 2 * macs / median(times["default restore()"]) / 1e9
+    eff = 2 * macs / median(times["default Restorer"]) / 1e9
     verdict("default path share of the measured conv peak", 100 * eff / peak, 60.0, higher_is_better=True, unit="%")
     if args.profile:
         _profile(fast, x_cl, dtype, args.profile)

@@ -4,7 +4,7 @@ Run: ``python bench/bench_memory.py [--model hinet-2x-deep --height 720 --width 
 Each case runs in a fresh child process and reports its peak resident set (``VmHWM`` from ``/proc/self/status``), so
 torch's allocator, oneDNN scratch space and autocast's weight copies are all counted; a ``model only`` child (weights
 built and prepared, nothing run) gives the baseline that is subtracted to get the activation memory. Untiled is one
-whole-image forward through the same path (``restore`` with a tile as large as the frame). By default the tiled
+whole-image forward through the same path (the Restorer with a tile as large as the frame). By default the tiled
 cases run only the first batch of their tile plan (all batches have the same shape, so the peak is reached there);
 ``--complete`` restores the whole frame. The parent kills a child whose RSS passes ``--limit-gib``.
 """
@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 from common import header
 
+from pipeline.config import TTAConfig
 from pipeline.device import resolve_precision
-from pipeline.inference import accumulate, plan_patches, restore
+from pipeline.inference import Restorer
 from pipeline.models import count_macs, create_model
+from pipeline.tiling import Tiler, tile_patches
 
 CASES = ("model only", "tiled batch 1", "tiled batch 8", "untiled")
 GIB = 2**30
@@ -47,21 +49,13 @@ def child(case: str, model_name: str, height: int, width: int, complete: bool) -
     if case.startswith("tiled"):
         batch = int(case.rsplit(" ", 1)[1])
         if complete:
-            restore(model, img, tile=256, overlap=32, tta="plain", batch=batch)
+            Restorer(model, TTAConfig(tile=256, overlap=32, batch=batch)).restore(img, ("plain",))
         else:
-            patches = plan_patches(height, width, tile=256, overlap=32, tta="plain")[:batch]
+            tiler = Tiler(model, overlap=32, batch=batch, dtype=resolve_precision("auto", "cpu"), channels_last=True)
             with torch.inference_mode():
-                accumulate(
-                    model,
-                    img,
-                    patches,
-                    overlap=32,
-                    batch=batch,
-                    dtype=resolve_precision("auto", "cpu"),
-                    channels_last=True,
-                )
+                tiler.accumulate(img, {"tiles": tiler.tiles(height, width)[:batch]})
     elif case == "untiled":
-        restore(model, img, tile=max(height, width), overlap=0, tta="plain", batch=1)
+        Restorer(model, TTAConfig(tile=max(height, width), overlap=0, batch=1)).restore(img, ("plain",))
     elif case != "model only":
         raise ValueError(f"unknown case {case!r}; choose from {CASES}")
     result = {
@@ -129,7 +123,7 @@ def main() -> None:
     print(
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
         f"{count_macs(model, (args.height, args.width)) / 1e12:.2f} TMACs untiled, "
-        f"{len(plan_patches(args.height, args.width, tile=256, overlap=32, tta='plain'))} tiles of 256 (overlap 32)"
+        f"{len(tile_patches(args.height, args.width, 256, 32))} tiles of 256 (overlap 32)"
     )
     results = {}
     for case in args.cases:

@@ -2,8 +2,8 @@
 
 Run: ``python bench/bench_tta.py [--model hinet-0.5x --crop-size 128 --frame-models hinet-0.5x hinet-1x --full]``.
 Checks, all through the default path (bf16 autocast + channels_last, batch 8):
-- ``restore(tta='x8')`` <= 8.4x ``restore(tta='plain')`` on a two-tile frame;
-- N = 256 random crops through ``accumulate`` (cut, transform, forward, inverse, blend) <= 1.15x the same N crops
+- the Restorer's ``x8`` <= 8.4x its ``plain`` on a two-tile frame;
+- N = 256 random crops through ``Tiler.accumulate`` (cut, transform, forward, inverse, blend) <= 1.15x the same N crops
   run as bare batched forwards of pre-cut tensors.
 Seconds per 1280x720 frame for each mode are estimated as (patches the mode plans for a 720p frame) x (seconds per
 patch in a full batch), measured per model; ``--full`` also restores a real 1280x720 frame once per mode and model.
@@ -18,10 +18,11 @@ import time
 import torch
 from common import header, interleaved, median, paired_ratio, spread, verdict
 
-from pipeline.config import CropsConfig
+from pipeline.config import CropsConfig, TTAConfig
 from pipeline.device import autocast, resolve_device, resolve_precision
-from pipeline.inference import TTA_MODES, Patch, accumulate, dihedral, plan_patches, random_crops, restore
+from pipeline.inference import TTA_MODES, Restorer, random_crops
 from pipeline.models import create_model
+from pipeline.tiling import Patch, Tiler, dihedral
 
 FRAME = (720, 1280)
 
@@ -34,9 +35,10 @@ def _model(name: str, device: torch.device) -> torch.nn.Module:
 def x8_ratio(model, device, repeats: int, height: int, width: int) -> None:
     """x8 against plain restore of one frame (both tiled, batch 8)."""
     img = torch.rand(1, 3, height, width, device=device)
-    cases = {"plain": lambda: restore(model, img, tta="plain"), "x8": lambda: restore(model, img, tta="x8")}
+    restorer = Restorer(model)
+    cases = {"plain": lambda: restorer.restore(img, ("plain",)), "x8": lambda: restorer.restore(img, ("x8",))}
     times = interleaved(cases, repeats=repeats, warmup=1, device=device)
-    n = len(plan_patches(height, width, tile=256, overlap=32, tta="plain"))
+    n = len(restorer.plan(height, width, ("plain",))["tiles"])
     print(f"x8 vs plain on a {height}x{width} frame ({n} tile(s) per pass):")
     for name, ts in times.items():
         print(f"  {name:6s} {spread(ts)}")
@@ -46,7 +48,7 @@ def x8_ratio(model, device, repeats: int, height: int, width: int) -> None:
 
 
 def crops_ratio(model, device, repeats: int, n: int, size: int, batch: int) -> None:
-    """Random-crop TTA through accumulate() against the same crops as bare batched forwards."""
+    """Random-crop TTA through Tiler.accumulate() against the same crops as bare batched forwards."""
     height, width = FRAME
     img = torch.rand(1, 3, height, width, device=device)
     crops = random_crops(height, width, CropsConfig(n=n, size=size, transforms="all8", seed=0))
@@ -66,9 +68,11 @@ def crops_ratio(model, device, repeats: int, n: int, size: int, batch: int) -> N
             for x in stacks:
                 model(x)
 
+    tiler = Tiler(model, overlap=32, batch=batch, dtype=dtype, channels_last=True)
+
     def tta():
         with torch.inference_mode():
-            accumulate(model, img, crops, overlap=32, batch=batch, dtype=dtype, channels_last=True)
+            tiler.accumulate(img, {"crops": crops})
 
     times = interleaved({"bare forwards": bare, "crop TTA": tta}, repeats=repeats, warmup=1, device=device)
     print(f"{n} random {size}x{size} crops on a 720p frame, batch {batch} ({len(stacks)} model calls):")
@@ -85,22 +89,23 @@ def per_frame(name: str, device, repeats: int, batch: int, full: bool) -> None:
     dtype = resolve_precision("auto", device)
     tile = torch.rand(1, 3, 256, 256, device=device)
     same = [Patch(0, 0, 256, 256, 0)] * batch
+    tiler = Tiler(model, overlap=32, batch=batch, dtype=dtype, channels_last=True)
 
     def one_batch():
         with torch.inference_mode():
-            accumulate(model, tile, same, overlap=32, batch=batch, dtype=dtype, channels_last=True)
+            tiler.accumulate(tile, {"tiles": same})
 
     times = interleaved({"batch": one_batch}, repeats=repeats, warmup=1, device=device)
     per_patch = median(times["batch"]) / batch
     print(f"{name}: {per_patch:.4f}s per 256x256 patch (batch {batch}, {spread(times['batch'])} per batch)")
-    crops = CropsConfig()
+    restorer = Restorer(model, TTAConfig(batch=batch, crops=CropsConfig()))
     for mode in TTA_MODES:
-        n = len(plan_patches(*FRAME, tile=256, overlap=32, tta=mode, crops=crops))
+        n = sum(len(part) for part in restorer.plan(*FRAME, (mode,)).values())
         line = f"  {name:10s} {mode:9s} {n:4d} patches  estimated {n * per_patch:8.2f} s/frame"
         if full:
             img = torch.rand(1, 3, *FRAME, device=device)
             t = time.perf_counter()
-            restore(model, img, tta=mode, crops=crops, batch=batch)
+            restorer.restore(img, (mode,))
             line += f"  measured {time.perf_counter() - t:8.2f} s/frame"
         print(line, flush=True)
 

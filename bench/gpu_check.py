@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from pipeline.config import CropsConfig
+from pipeline.config import CropsConfig, TTAConfig
 from pipeline.fileio import to_uint8
-from pipeline.inference import restore, restore_ladder
+from pipeline.inference import Restorer
 from pipeline.losses import stage_loss
 from pipeline.metrics import psnr
 from pipeline.models import create_model
@@ -58,17 +58,18 @@ def frame_seconds() -> dict[str, float]:
     model = create_model("hinet-1x").cuda().eval().to(memory_format=torch.channels_last)
     frame = torch.rand(3, 720, 1280, device="cuda")
     crops = CropsConfig(n=300, size=256, transforms="all8", seed=0)
+    restorer = Restorer(model, TTAConfig(precision="bf16", batch=8, crops=crops))
     out = {}
-    restore(model, frame, tta="plain", precision="bf16")  # warm-up
+    restorer.restore(frame, ("plain",))  # warm-up
     for mode in ("plain", "x8", "x8+crops"):
         _sync()
         t0 = time.perf_counter()
-        restore(model, frame, tta=mode, crops=crops, precision="bf16", batch=8)
+        restorer.restore(frame, (mode,))
         _sync()
         out[mode] = time.perf_counter() - t0
     _sync()
     t0 = time.perf_counter()
-    restore_ladder(model, frame, modes=("plain", "x8", "x8+crops"), crops=crops, precision="bf16", batch=8)
+    restorer.restore(frame, ("plain", "x8", "x8+crops"))
     _sync()
     out["ladder plain+x8+x8+crops (one pass)"] = time.perf_counter() - t0
     return out
@@ -80,8 +81,8 @@ def bf16_agreement() -> float:
     torch.manual_seed(0)
     model = create_model("hinet-1x").cuda().eval().to(memory_format=torch.channels_last)
     img = skimage.data.astronaut()
-    fp32 = restore(model, img, precision="fp32")
-    bf16 = restore(model, img, precision="bf16")
+    fp32 = Restorer(model, TTAConfig(precision="fp32")).restore(img)["plain"]
+    bf16 = Restorer(model, TTAConfig(precision="bf16")).restore(img)["plain"]
     return psnr(to_uint8(bf16), to_uint8(fp32))
 
 

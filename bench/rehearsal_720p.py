@@ -120,8 +120,9 @@ def _ladder(work: Path, frames: int) -> dict:
     from pipeline.config import load_params
     from pipeline.data.reds import read_index
     from pipeline.device import prepare_model
+    from pipeline.inference import Restorer
     from pipeline.models import load_model
-    from pipeline.predict import predict_ladder
+    from pipeline.predict import predict
 
     params = load_params(work / "params.yaml")
     index = read_index(work / "data/prepared/index/val300.csv")  # run from ``work``: the recorded root is relative
@@ -130,21 +131,10 @@ def _ladder(work: Path, frames: int) -> dict:
     rows["blur_path"] = [str(Path(p).resolve()) for p in rows["blur_path"]]
     sub = work / "ladder_index.csv"
     rows.to_csv(sub, index=False)
-    model = prepare_model(load_model(work / "models/r720.safetensors"), "cpu")
-    tta = params.tta
+    restorer = Restorer(prepare_model(load_model(work / "models/r720.safetensors"), "cpu"), params.tta)
     modes = ("plain", "x8", "x8+crops")
-    runtimes = predict_ladder(
-        model,
-        sub,
-        {m: work / "ladder_out" / m for m in modes},
-        tile=tta.tile,
-        overlap=tta.overlap,
-        batch=tta.batch,
-        precision=tta.precision,
-        crops=tta.crops,
-        tiling=tta.tiling,
-    )
-    return {m: r["seconds_per_frame"] for m, r in runtimes.items()}
+    runtimes = predict(restorer, sub, {m: work / "ladder_out" / m for m in modes})
+    return {m: r.seconds_per_frame for m, r in runtimes.items()}
 
 
 def _tile_forward(variant: str, tile: int = 256, repeats: int = 2) -> float:

@@ -28,6 +28,7 @@ _PROJECT_ERRORS = {
     "pipeline.models.weights": "WeightsError",
     "pipeline.evaluate": "EvaluationError",
     "pipeline.ensemble": "EnsembleError",
+    "pipeline.predictions": "PredictionsError",
     "pipeline.leaderboard": "LeaderboardError",
 }
 # A folder that cannot be written or read, a missing input: the user's environment, not the code.

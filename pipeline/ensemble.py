@@ -20,25 +20,10 @@ from tqdm.auto import tqdm
 
 from pipeline.config import EnsembleConfig
 from pipeline.data.reds import has_frames
-from pipeline.evaluate import (
-    load_index,
-    read_input_scores,
-    read_runtime,
-    score_dir,
-    summarize,
-    write_per_image_csv,
-)
-from pipeline.fileio import (
-    atomic_dir,
-    read_image,
-    read_image16,
-    read_json,
-    to_uint8,
-    write_image,
-    write_image16,
-    write_json,
-)
+from pipeline.evaluate import load_index, read_input_scores, score_dir, summarize, write_per_image_csv
+from pipeline.fileio import read_image, read_json, write_json
 from pipeline.layout import VAL_SPLIT, Layout
+from pipeline.predictions import PredictionFolder, Runtime
 
 __all__ = [
     "EnsembleError",
@@ -81,10 +66,11 @@ def _weighted_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray)
     acc = None
     first = None
     for d, w in zip(member_dirs, weights, strict=True):
-        path = Path(d) / "png16" / f"{name}.png"
+        folder = PredictionFolder(d)
+        path = folder.png16(name)
         if not path.is_file():
             raise EnsembleError(f"{path}: member prediction missing")
-        img = read_image16(path)
+        img = folder.read16(name)
         if acc is None:
             acc, first = np.zeros(img.shape, np.float64), path
         elif img.shape != acc.shape:
@@ -96,7 +82,8 @@ def _weighted_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray)
 def average_predictions(
     member_dirs: Sequence[str | Path], names: Sequence[str], weights: Sequence[float] | None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(name, float32 HWC)``: the weighted mean of ``<member_dir>/png16/<name>.png`` over members.
+    """Yield ``(name, float32 HWC)``: the weighted mean of frame ``name``'s 16-bit predictions over the members'
+    prediction folders (:class:`pipeline.predictions.PredictionFolder`).
 
     Weights are normalised to sum to one (None: equal). Missing files, size mismatches, a wrong number of weights
     and negative weights raise :class:`EnsembleError`.
@@ -135,10 +122,11 @@ def _frame_stats(member_dirs: Sequence[Path], name: str, sharp_path: str) -> tup
     y = read_image(sharp_path).astype(np.float64).ravel() / 255.0
     preds = []
     for d in member_dirs:
-        path = Path(d) / "png16" / f"{name}.png"
+        folder = PredictionFolder(d)
+        path = folder.png16(name)
         if not path.is_file():
             raise EnsembleError(f"{path}: member prediction missing")
-        p = read_image16(path).astype(np.float64).ravel()
+        p = folder.read16(name).astype(np.float64).ravel()
         if p.size != y.size:
             raise EnsembleError(f"{path}: size differs from ground truth {sharp_path}")
         preds.append(p)
@@ -188,7 +176,7 @@ def fit_weights(
 ) -> tuple[list[float], dict]:
     """Fit non-negative weights summing to 1 that maximise mean PSNR on a fit part of ``index``'s frames.
 
-    ``member_dirs`` are the members' prediction directories for the indexed split (each with ``png16/``). Returns
+    ``member_dirs`` are the members' prediction directories for the indexed split (prediction folders). Returns
     the weights and a report whose held-out numbers (PSNR of the unrounded average, fitted vs equal weights) show
     whether the fit generalises.
     """
@@ -231,13 +219,15 @@ def fit_weights(
 
 
 def _frame_names(member_dirs: Mapping[str, Path], split: str) -> list[str]:
-    """The frame names every member predicted for ``split`` (from ``png16/``); members must agree."""
+    """The frame names every member predicted for ``split`` (its 16-bit frames); members must agree."""
     sets = {}
     for member, d in member_dirs.items():
-        folder = Path(d) / "png16"
-        if not folder.is_dir():
-            raise EnsembleError(f"{folder}: 16-bit predictions of member {member!r} for split {split!r} not found")
-        sets[member] = {p.stem for p in folder.glob("*.png")}
+        folder = PredictionFolder(d)
+        if not folder.png16_dir.is_dir():
+            raise EnsembleError(
+                f"{folder.png16_dir}: 16-bit predictions of member {member!r} for split {split!r} not found"
+            )
+        sets[member] = set(folder.names())
     first, names = next(iter(sets.items()))
     for member, s in sets.items():
         if s != names:
@@ -251,11 +241,9 @@ def _frame_names(member_dirs: Mapping[str, Path], split: str) -> list[str]:
     return sorted(names)
 
 
-def _write_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray, out: Path) -> None:
-    """Average one frame and write both its 16-bit and 8-bit PNGs."""
-    img = _weighted_frame(member_dirs, name, weights)
-    write_image16(out / "png16" / f"{name}.png", img)
-    write_image(out / "png8" / f"{name}.png", to_uint8(img))
+def _write_frame(member_dirs: Sequence[Path], name: str, weights: np.ndarray, out: PredictionFolder) -> None:
+    """Average one frame and write it (16-bit and 8-bit) into ``out``."""
+    out.write(name, _weighted_frame(member_dirs, name, weights))
 
 
 def _joined(values: Sequence[str]) -> str:
@@ -283,12 +271,11 @@ def _score_variant(
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ensemble-variant-") as scratch:
-        out = Path(scratch)
-        (out / "png16").mkdir()
-        (out / "png8").mkdir()
+        out = PredictionFolder(scratch)
+        out.create()
         for name in val_index["name"]:
             _write_frame(list(val_dirs), name, weights, out)
-        per_image = score_dir(out / "png8", val_index, workers=workers)
+        per_image = score_dir(out.png8_dir, val_index, workers=workers)
     write_per_image_csv(csv_path, per_image, inputs)
     return {
         **summarize(per_image, inputs),
@@ -311,7 +298,7 @@ def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str],
 
     Splits: val-300, and test-300 when the data set has test frames (not in the development phase). With ``cfg.fit``
     the weights are fitted on part of val-300 (``cfg.weights`` is then ignored); else ``cfg.weights`` (empty: equal).
-    Each split is built in a temporary directory and renamed into place (``png16/``, ``png8/``, ``runtime.json``).
+    Each split is a prediction folder, built in a temporary directory and renamed into place.
     The runtime per frame is the sum over the members with non-zero weight (the real cost of running the ensemble).
     Writes ``layout.ensemble_eval_csv`` and ``layout.ensemble_metrics`` and returns the summary. With fitted or
     configured weights, the equal-weight ensemble is scored too (``variants``, and its per-frame CSV at
@@ -346,32 +333,32 @@ def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str],
             _frame_names(dirs, split)  # members must agree; missing val frames fail below with the file named
         else:
             names = _frame_names(dirs, split)
-        member_rt = {m: read_runtime(d) for m, d in dirs.items()}
+        member_rt = {m: PredictionFolder(d).read_runtime() for m, d in dirs.items()}
         start = time.perf_counter()
-        with atomic_dir(layout.ensemble(split)) as tmp:
-            jobs = [delayed(_write_frame)(list(dirs.values()), n, w, tmp) for n in names]
+        with PredictionFolder.build(layout.ensemble(split)) as out:
+            jobs = [delayed(_write_frame)(list(dirs.values()), n, w, out) for n in names]
             if workers > 1:
                 Parallel(n_jobs=workers)(jobs)
             else:
                 for fn, args, kw in tqdm(jobs, desc=f"ensemble {split}", disable=None, leave=False):
                     fn(*args, **kw)
-            runtime = {
+            runtime = Runtime(
                 # members with weight 0 need not run, so they add no time to the submission
-                "seconds_per_frame": float(
-                    sum(float(member_rt[m]["seconds_per_frame"]) for m, wm in zip(members, w, strict=True) if wm > 0)
+                seconds_per_frame=float(
+                    sum(member_rt[m].seconds_per_frame for m, wm in zip(members, w, strict=True) if wm > 0)
                 ),
-                "frames": len(names),
-                "device": _joined([r["device"] for r in member_rt.values()]),
-                "precision": _joined([r.get("precision", "") for r in member_rt.values()]),
-                "tta": "ensemble(" + ", ".join(f"{m}:{r.get('tta', '')}" for m, r in member_rt.items()) + ")",
-                "members": members,
-                "weights": [round(float(x), 6) for x in w],
-                "averaging_seconds_per_frame": round((time.perf_counter() - start) / len(names), 5),
-            }
-            write_json(tmp / "runtime.json", runtime)
+                frames=len(names),
+                device=_joined([r.device for r in member_rt.values()]),
+                precision=_joined([r.precision for r in member_rt.values()]),
+                tta="ensemble(" + ", ".join(f"{m}:{r.tta}" for m, r in member_rt.items()) + ")",
+                members=tuple(members),
+                weights=tuple(round(float(x), 6) for x in w),
+                averaging_seconds_per_frame=round((time.perf_counter() - start) / len(names), 5),
+            )
+            out.write_runtime(runtime)
         runtimes[split] = runtime
 
-    per_image = score_dir(layout.ensemble(VAL_SPLIT) / "png8", val_index, workers=workers)
+    per_image = score_dir(PredictionFolder(layout.ensemble(VAL_SPLIT)).png8_dir, val_index, workers=workers)
     write_per_image_csv(layout.ensemble_eval_csv, per_image, inputs)
     summary = summarize(per_image, inputs)
     published = "fitted" if cfg.fit else "weights" if cfg.weights else "equal"
@@ -388,13 +375,13 @@ def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str],
         "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)},
         "published": published,
         "variants": variants,
-        "seconds_per_frame": round(runtimes[VAL_SPLIT]["seconds_per_frame"], 5),
-        "device": runtimes[VAL_SPLIT]["device"],
+        "seconds_per_frame": round(runtimes[VAL_SPLIT].seconds_per_frame, 5),
+        "device": runtimes[VAL_SPLIT].device,
         "member_psnr": member_psnr,
         "best_member": best,
         "best_member_psnr": member_psnr[best],
         "gain_over_best_member_db": round(summary["psnr"] - member_psnr[best], 4),
-        "settings": runtimes[VAL_SPLIT]["tta"],
+        "settings": runtimes[VAL_SPLIT].tta,
     }
     if report is not None:
         result["fit"] = report

@@ -1,9 +1,11 @@
 """Test-time augmentation over full frames: the x8 dihedral self-ensemble, random crops, and the one-pass ladder.
 
-Everything here is a pure function of (model, image): no model state is touched (the caller puts the model in eval
-mode and on its device, see :func:`pipeline.device.prepare_model`) and no ground truth is needed to size anything.
-The tiling machinery (patches, blending windows, float64 accumulation) lives in :mod:`pipeline.tiling`; this module
-plans which patches each TTA mode runs and combines them.
+:class:`Restorer` is the one way to restore an image: built from a model and a :class:`pipeline.config.TTAConfig`,
+it resolves the device, the autocast precision and the memory format once, then restores images under any list of
+TTA modes. No model state is touched (the caller puts the model in eval mode and on its device, see
+:func:`pipeline.device.prepare_model`) and no ground truth is needed to size anything. The tiling machinery (patches,
+blending windows, float64 accumulation) lives in :mod:`pipeline.tiling`; this module plans which patches each TTA
+mode runs and combines them.
 
 A mode is a union of *parts*: the identity tiling pass (``tiles``), the seven other dihedral tiling passes
 (``tiles_x7``) and ``N`` random crops each under a random dihedral transform (``crops``). Each part accumulates into
@@ -16,48 +18,17 @@ size, never by the image size.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from pipeline.config import CropsConfig
-from pipeline.device import resolve_precision, uses_channels_last
-from pipeline.tiling import (
-    Patch,
-    _check_tiling,
-    accumulate,
-    accumulate_parts,
-    blend_window,
-    check_model_device,
-    dihedral,
-    dihedral_inverse,
-    from_batch,
-    tile_patches,
-    tile_positions,
-    to_batch,
-)
+from pipeline.config import CropsConfig, TTAConfig
+from pipeline.device import precision_name, resolve_precision, uses_channels_last
+from pipeline.tiling import Patch, Tiler, check_model_device, from_batch, to_batch
 
-__all__ = [
-    "MODE_PARTS",
-    "PARTS",
-    "TRANSFORM_SETS",
-    "TTA_MODES",
-    "Patch",
-    "accumulate",
-    "accumulate_parts",
-    "blend_window",
-    "combine_parts",
-    "dihedral",
-    "dihedral_inverse",
-    "plan_parts",
-    "plan_patches",
-    "random_crops",
-    "restore",
-    "restore_ladder",
-    "tile_patches",
-    "tile_positions",
-]
+__all__ = ["MODE_PARTS", "PARTS", "TRANSFORM_SETS", "TTA_MODES", "Restorer", "check_modes", "random_crops"]
 
 TTA_MODES = ("plain", "x8", "crops", "x8+crops")
 # A plan's parts: the identity tiling pass, the seven other dihedral tiling passes, the random crops. Each mode is a
@@ -86,46 +57,20 @@ def random_crops(height: int, width: int, crops: CropsConfig) -> list[Patch]:
     return [Patch(y, x, ch, cw, choices[t]) for y, x, t in zip(ys, xs, ts, strict=True)]
 
 
-def plan_parts(
-    height: int,
-    width: int,
-    *,
-    tile: int,
-    overlap: int,
-    modes: Sequence[str],
-    crops: CropsConfig | None = None,
-    tiling: str = "blended",
-) -> dict[str, list[Patch]]:
-    """The parts ``modes`` need, in ``PARTS`` order: each TTA mode is a union of parts (``MODE_PARTS``), so a ladder
-    of modes runs each part's forwards once."""
+def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    """``modes`` without repeats, in order; an empty list or an unknown mode raises (modes are checked here only)."""
+    modes = tuple(dict.fromkeys(modes))
+    if not modes:
+        raise ValueError("restoring needs at least one tta mode")
     for mode in modes:
         if mode not in TTA_MODES:
             raise ValueError(f"tta mode {mode!r} is not one of {list(TTA_MODES)}")
-    needed = {part for mode in modes for part in MODE_PARTS[mode]}
-    parts: dict[str, list[Patch]] = {}
-    if "tiles" in needed:
-        parts["tiles"] = tile_patches(height, width, tile, overlap, (0,), tiling=tiling)
-    if "tiles_x7" in needed:
-        parts["tiles_x7"] = tile_patches(height, width, tile, overlap, TRANSFORM_SETS["all8"][1:], tiling=tiling)
-    if "crops" in needed:
-        parts["crops"] = random_crops(height, width, crops if crops is not None else CropsConfig())
-    return parts
+    return modes
 
 
-def plan_patches(
-    height: int, width: int, *, tile: int, overlap: int, tta: str, crops: CropsConfig | None = None
-) -> list[Patch]:
-    """Every patch one TTA mode runs for an image of ``height`` x ``width``: tiles (x1 or x8) plus random crops."""
-    parts = plan_parts(height, width, tile=tile, overlap=overlap, modes=(tta,), crops=crops)
-    return [p for part in parts.values() for p in part]
-
-
-def combine_parts(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
+def _combine(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
     """The float32 result of TTA ``mode`` from per-part (sum, weight) maps: parts summed in ``PARTS`` order."""
     names = MODE_PARTS[mode]
-    missing = [n for n in names if n not in maps]
-    if missing:
-        raise ValueError(f"tta mode {mode!r} needs part(s) {missing}; have {sorted(maps)}")
     acc, weight = maps[names[0]][0].clone(), maps[names[0]][1].clone()
     for n in names[1:]:
         acc += maps[n][0]
@@ -135,110 +80,77 @@ def combine_parts(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
     return (acc / weight).float()
 
 
-def restore(
-    model: nn.Module,
-    image,
-    *,
-    tile: int = 256,
-    overlap: int = 32,
-    tta: str = "plain",
-    crops: CropsConfig | None = None,
-    batch: int = 8,
-    precision: str = "auto",
-    device: str | torch.device | None = None,
-    progress: bool = False,
-    clamp: bool = True,
-    tiling: str = "blended",
-):
-    """Restore a full image of any size with tiling and the ``tta`` mode (plain | x8 | crops | x8+crops).
+class Restorer:
+    """A model ready to restore full images of any size under TTA modes, with the tiling, batch, precision and crops
+    of ``tta`` (default ``TTAConfig()``).
 
-    ``image`` is an HWC numpy array (uint8, or float in [0, 1]) -> float32 HWC numpy, or a CHW/NCHW float tensor ->
-    float32 tensor of the same layout on the input's device; values are clamped to [0, 1] unless ``clamp=False``.
-    ``crops`` (n, size, transforms, seed; default ``CropsConfig()``) is used by the crop modes. The model must already
-    be on ``device`` (default: where its parameters are) and in eval mode; it is never moved or modified. Runs under
-    ``torch.inference_mode`` and autocast per ``precision``; blending accumulates in float64.
+    The device (default: where the model's parameters are; the model must already be there), the autocast dtype and
+    the memory format are resolved here, once, and every part of every mode runs through one
+    :class:`pipeline.tiling.Tiler`. A ladder of modes runs each part's forwards once (plain, x8 and x8+crops together
+    cost the forwards of x8+crops) and each mode's result is bit-identical to that mode restored alone.
     """
-    return restore_ladder(
-        model,
+
+    def __init__(self, model: nn.Module, tta: TTAConfig | None = None, *, device: str | torch.device | None = None):
+        self.tta = TTAConfig() if tta is None else tta
+        self.model = model
+        self.device = check_model_device(model, device)
+        self.dtype = resolve_precision(self.tta.precision, self.device)
+        self.tiler = Tiler(
+            model,
+            tile=self.tta.tile,
+            overlap=self.tta.overlap,
+            tiling=self.tta.tiling,
+            batch=self.tta.batch,
+            dtype=self.dtype,
+            channels_last=uses_channels_last(model),
+        )
+
+    @property
+    def precision(self) -> str:
+        """The precision the forwards run in, as runtime records name it (bf16, fp16 or fp32)."""
+        return "fp32" if self.dtype is None else precision_name(self.dtype)
+
+    def plan(self, height: int, width: int, modes: Sequence[str]) -> dict[str, list[Patch]]:
+        """The patches of each part ``modes`` need for an image of ``height`` x ``width``, in ``PARTS`` order."""
+        return self._plan(height, width, check_modes(modes))
+
+    def _plan(self, height: int, width: int, modes: tuple[str, ...]) -> dict[str, list[Patch]]:
+        needed = {part for mode in modes for part in MODE_PARTS[mode]}
+        parts: dict[str, list[Patch]] = {}
+        if "tiles" in needed:
+            parts["tiles"] = self.tiler.tiles(height, width, (0,))
+        if "tiles_x7" in needed:
+            parts["tiles_x7"] = self.tiler.tiles(height, width, TRANSFORM_SETS["all8"][1:])
+        if "crops" in needed:
+            parts["crops"] = random_crops(height, width, self.tta.crops)
+        return parts
+
+    def restore(
+        self,
         image,
-        modes=(tta,),
-        tile=tile,
-        overlap=overlap,
-        crops=crops,
-        batch=batch,
-        precision=precision,
-        device=device,
-        progress=progress,
-        clamp=clamp,
-        tiling=tiling,
-    )[tta]
+        modes: Sequence[str] = ("plain",),
+        *,
+        clamp: bool = True,
+        progress: bool = False,
+        seconds: dict[str, float] | None = None,
+    ) -> dict:
+        """Restore ``image`` under every TTA mode of ``modes`` (plain | x8 | crops | x8+crops): ``{mode: result}``.
 
-
-def restore_ladder(
-    model: nn.Module,
-    image,
-    *,
-    modes: Sequence[str],
-    tile: int = 256,
-    overlap: int = 32,
-    crops: CropsConfig | None = None,
-    batch: int = 8,
-    precision: str = "auto",
-    device: str | torch.device | None = None,
-    progress: bool = False,
-    clamp: bool = True,
-    seconds: dict[str, float] | None = None,
-    tiling: str = "blended",
-) -> dict:
-    """Restore ``image`` under every TTA mode of ``modes`` from one set of forwards: ``{mode: result}``.
-
-    Each part a mode needs (identity tiling, the seven other dihedral tilings, the random crops) runs once; each mode
-    is then (sum of its parts) / (weight of its parts), bit-identical to :func:`restore` with that mode alone. A ladder
-    of plain, x8 and x8+crops thus costs the forwards of x8+crops. Arguments and result format as :func:`restore`;
-    ``seconds`` receives the model time per part (a mode's own cost is the sum over its parts, ``MODE_PARTS``).
-    ``tiling``: ``blended`` (raised-cosine blending, at least ``overlap`` pixels of overlap) or ``hinet`` (the public
-    code's grid and count-map average, to reproduce its numbers exactly).
-    """
-    if tiling not in ("blended", "hinet"):
-        raise ValueError(f"tiling must be 'blended' or 'hinet', got {tiling!r}")
-    _check_tiling(tile, overlap)
-    modes = tuple(dict.fromkeys(modes))
-    if not modes:
-        raise ValueError("restore_ladder needs at least one tta mode")
-    for mode in modes:
-        if mode not in TTA_MODES:
-            raise ValueError(f"tta mode {mode!r} is not one of {list(TTA_MODES)}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if any(mode.endswith("crops") for mode in modes):
-        crops = crops if crops is not None else CropsConfig()
-    device = check_model_device(model, device)
-    dtype = resolve_precision(precision, device)
-    if model.training:
-        import warnings
-
-        warnings.warn("restore() called on a model in training mode; call model.eval() first", stacklevel=3)
-    channels_last = uses_channels_last(model)
-
-    x, layout = to_batch(image, device)
-    outs: dict[str, list[Tensor]] = {mode: [] for mode in modes}
-    with torch.inference_mode():
-        for frame in x.split(1):
-            h, w = frame.shape[-2:]
-            parts = plan_parts(h, w, tile=tile, overlap=overlap, modes=modes, crops=crops, tiling=tiling)
-            maps = accumulate_parts(
-                model,
-                frame,
-                parts,
-                overlap=overlap,
-                batch=batch,
-                dtype=dtype,
-                channels_last=channels_last,
-                progress=progress,
-                seconds=seconds,
-                uniform=tiling == "hinet",
-            )
-            for mode in modes:
-                out = combine_parts(maps, mode)
-                outs[mode].append(out.clamp_(0.0, 1.0) if clamp else out)
-    return {mode: from_batch(torch.cat(outs[mode]), layout) for mode in modes}
+        ``image`` is an HWC numpy array (uint8, or float in [0, 1]) -> float32 HWC numpy, or a CHW/NCHW float tensor
+        -> float32 tensor of the same layout on the input's device; values are clamped to [0, 1] unless
+        ``clamp=False``. Runs under ``torch.inference_mode``; blending accumulates in float64. ``seconds`` receives
+        the model time per part (a mode's own cost is the sum over its parts, ``MODE_PARTS``).
+        """
+        modes = check_modes(modes)
+        if self.model.training:
+            warnings.warn("Restorer used on a model in training mode; call model.eval() first", stacklevel=2)
+        x, layout = to_batch(image, self.device)
+        outs: dict[str, list[Tensor]] = {mode: [] for mode in modes}
+        with torch.inference_mode():
+            for frame in x.split(1):
+                parts = self._plan(*frame.shape[-2:], modes)
+                maps = self.tiler.accumulate(frame, parts, progress=progress, seconds=seconds)
+                for mode in modes:
+                    out = _combine(maps, mode)
+                    outs[mode].append(out.clamp_(0.0, 1.0) if clamp else out)
+        return {mode: from_batch(torch.cat(outs[mode]), layout) for mode in modes}

@@ -19,10 +19,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from pipeline.cli import describe, reports_user_errors
-from pipeline.config import CropsConfig
-from pipeline.device import prepare_model, resolve_device, resolve_precision
+from pipeline.config import CropsConfig, TTAConfig
+from pipeline.device import prepare_model, resolve_device
 from pipeline.fileio import ImageReadError, read_image, to_uint8, write_image
-from pipeline.inference import TRANSFORM_SETS, TTA_MODES, plan_patches, restore
+from pipeline.inference import TRANSFORM_SETS, TTA_MODES, Restorer
 
 __all__ = ["IMAGE_SUFFIXES", "find_inputs", "main", "output_paths", "parse_args"]
 
@@ -85,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = find_inputs(args.input)
         outputs = output_paths(inputs, Path(args.output))
         device = resolve_device(args.device)
-        resolve_precision(args.precision, device)
         crops = CropsConfig(n=args.crops, size=args.crop_size, transforms=args.crop_transforms, seed=args.seed)
-        plan_patches(args.tile, args.tile, tile=args.tile, overlap=args.overlap, tta=args.tta, crops=crops)
-        if args.batch < 1:
-            raise ValueError(f"--batch must be at least 1, got {args.batch}")
-        model = prepare_model(load_model(args.weights), device)
+        tta = TTAConfig(
+            tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision, ladder=(args.tta,),
+            submit=args.tta, crops=crops,
+        )  # fmt: skip
+        restorer = Restorer(prepare_model(load_model(args.weights), device), tta)
         Path(args.output).mkdir(parents=True, exist_ok=True)
         if not os.access(args.output, os.W_OK | os.X_OK):  # fail before the model runs, naming the folder
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), args.output)
@@ -107,10 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures.append(str(exc))
             tqdm.write(f"skipped: {exc}", file=sys.stderr)
             continue
-        out = restore(
-            model, img, tile=args.tile, overlap=args.overlap, tta=args.tta, crops=crops, batch=args.batch,
-            precision=args.precision, progress=len(inputs) == 1,
-        )  # fmt: skip
+        out = restorer.restore(img, (args.tta,), progress=len(inputs) == 1)[args.tta]
         write_image(dst, to_uint8(out))
     restored = len(inputs) - len(failures)
     print(f"restored {restored} of {len(inputs)} image(s) into {args.output}", file=sys.stderr)

@@ -32,8 +32,9 @@ from PIL import Image
 from pipeline.cli import reports_user_errors
 from pipeline.config import EnsembleConfig, ModelTrainConfig, PackageConfig, TTAConfig
 from pipeline.data.reds import is_val300_frame, read_index
-from pipeline.fileio import atomic_path, read_json
+from pipeline.fileio import atomic_path
 from pipeline.layout import Layout
+from pipeline.predictions import PredictionFolder
 
 __all__ = [
     "README_FIELDS",
@@ -312,7 +313,8 @@ def describe_run(
 ) -> str:
     """The readme's free-text description: the members' architectures, the TTA mode and the ensemble weights.
 
-    ``weights`` are the weights actually used (the ensemble's runtime.json); without them the params are described.
+    ``weights`` are the weights actually used (the ensemble's runtime record); without them the params are
+    described.
     """
     members = ensemble.members or tuple(models)
     parts = []
@@ -359,16 +361,16 @@ def build_submission(
             f"{index_csv}: package.split is {cfg.split!r} but the data set has no such frames (no test/ "
             "folder yet: the development phase); set package.split: val300 to package the val-300 frames"
         )
-    pred_dir = layout.ensemble(cfg.split)
-    runtime = read_json(pred_dir / "runtime.json", what="ensemble runtime record")
+    predictions = PredictionFolder(layout.ensemble(cfg.split))
+    runtime = predictions.read_runtime()
     zip_path = layout.submission_zip(cfg.name)
-    used = dict(zip(runtime.get("members", []), runtime.get("weights", []), strict=False))
+    used = dict(zip(runtime.members or (), runtime.weights or (), strict=False))
     package(
-        pred_dir / "png8",
+        predictions.png8_dir,
         names,
         zip_path,
-        runtime_s=float(runtime["seconds_per_frame"]),
-        used_gpu="cuda" in str(runtime.get("device", "cpu")),
+        runtime_s=runtime.seconds_per_frame,
+        used_gpu="cuda" in runtime.device,
         extra_data=cfg.extra_data,
         description=cfg.description or describe_run(models, tta, ensemble, used),
     )

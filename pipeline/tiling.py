@@ -1,8 +1,9 @@
 """Running a model over a full image in tiles: patches, dihedral transforms, blending windows, float64 accumulation.
 
-The machinery every full-frame pass uses, TTA or not: training's validation runs :func:`restore_tiled` (one tiled
-pass), :mod:`pipeline.inference` builds the TTA ladder on :func:`accumulate_parts`. Kept apart from the TTA code so that
-editing TTA leaves trained models up to date (training depends on this module, not on ``pipeline.inference``).
+The machinery every full-frame pass uses, TTA or not: a :class:`Tiler` (a model with its grid, blending, batch and
+precision fixed once) accumulates patches into sum/weight maps; training's validation runs :func:`restore_tiled` (one
+tiled pass) and :class:`pipeline.inference.Restorer` runs each TTA part through its Tiler. Kept apart from the TTA code
+so that editing TTA leaves trained models up to date (training depends on this module, not on ``pipeline.inference``).
 
 A *patch* ``(y, x, h, w, t)`` is a window of the input in image coordinates under dihedral transform ``t``. Every
 patch is cut from the image, transformed, run through the model (in batches of equal-shape patches), transformed back
@@ -32,8 +33,7 @@ from pipeline.device import autocast, model_device, resolve_device, resolve_prec
 
 __all__ = [
     "Patch",
-    "accumulate",
-    "accumulate_parts",
+    "Tiler",
     "blend_window",
     "check_model_device",
     "dihedral",
@@ -164,122 +164,113 @@ def _forward(model: nn.Module, x: Tensor, dtype: torch.dtype | None, channels_la
     return out.float()
 
 
-def accumulate(
-    model: nn.Module,
-    image: Tensor,
-    patches: Iterable[Patch],
-    *,
-    overlap: int,
-    batch: int = 8,
-    dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    progress: bool = False,
-    total: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Run ``patches`` of a (1, C, H, W) image through the model; return float64 (sum, weight) maps.
+@dataclass(frozen=True)
+class Tiler:
+    """A model run over an image patch by patch, with its grid, blending, batch, autocast dtype and memory format
+    fixed once: what every full-frame pass (training's validation, each TTA part) is built on.
 
-    Patches stream in: each (transform, shape) group is run as soon as it holds ``batch`` patches, so at most
-    eight partial batches are held at once. The restored image is ``sum / weight``.
+    ``tiling``: ``blended`` (raised-cosine windows, neighbours overlapping by at least ``overlap`` pixels) or
+    ``hinet`` (the public code's grid, every pixel of every patch weighted 1: its count-map average). ``dtype`` is the
+    autocast dtype (None: float32); ``channels_last`` feeds inputs in the model's memory format. The values are
+    checked here, once.
     """
-    total = total if total is not None else (len(patches) if isinstance(patches, Sequence) else None)
-    return accumulate_parts(
-        model,
-        image,
-        {"all": patches},
-        overlap=overlap,
-        batch=batch,
-        dtype=dtype,
-        channels_last=channels_last,
-        progress=progress,
-        total=total,
-    )["all"]
 
+    model: nn.Module
+    tile: int = 256
+    overlap: int = 32
+    tiling: str = "blended"
+    batch: int = 8
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
 
-def accumulate_parts(
-    model: nn.Module,
-    image: Tensor,
-    parts: dict[str, Iterable[Patch]],
-    *,
-    overlap: int,
-    batch: int = 8,
-    dtype: torch.dtype | None = None,
-    channels_last: bool | None = None,
-    progress: bool = False,
-    total: int | None = None,
-    seconds: dict[str, float] | None = None,
-    uniform: bool = False,
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """Run each part's patches of a (1, C, H, W) image through the model into that part's float64 (sum, weight) maps.
+    def __post_init__(self):
+        _check_tiling(self.tile, self.overlap)
+        if self.tiling not in ("blended", "hinet"):
+            raise ValueError(f"tiling must be 'blended' or 'hinet', got {self.tiling!r}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
 
-    Batches never mix parts (groups are keyed by part, transform and shape), so a part's maps are bit-identical
-    whichever other parts run beside it. ``seconds``, when given, receives the model time spent per part.
-    ``uniform`` weighs every pixel of every patch 1 (the public code's count-map average) instead of the blend window.
-    """
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(f"accumulate needs a (1, C, H, W) image, got shape {tuple(image.shape)}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if channels_last is None:
-        channels_last = uses_channels_last(model)
-    _, c, height, width = image.shape
-    maps = {
-        name: (
-            torch.zeros((1, c, height, width), dtype=torch.float64, device=image.device),
-            torch.zeros((1, 1, height, width), dtype=torch.float64, device=image.device),
-        )
-        for name in parts
-    }
-    windows: dict[tuple[int, bool, bool], Tensor] = {}
+    def tiles(self, height: int, width: int, transforms: Sequence[int] = (0,)) -> list[Patch]:
+        """The full-coverage grid of an image of ``height`` x ``width``, once per dihedral transform."""
+        return tile_patches(height, width, self.tile, self.overlap, transforms, tiling=self.tiling)
 
-    def window(length: int, flush_start: bool, flush_end: bool) -> Tensor:
-        key = (length, flush_start, flush_end)
-        if key not in windows:
-            windows[key] = (
-                torch.ones(length, dtype=torch.float64)
-                if uniform
-                else blend_window(length, overlap, flush_start, flush_end)
-            ).to(image.device)
-        return windows[key]
+    def accumulate(
+        self,
+        image: Tensor,
+        parts: dict[str, Iterable[Patch]],
+        *,
+        progress: bool = False,
+        seconds: dict[str, float] | None = None,
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """Run each part's patches of a (1, C, H, W) image through the model into that part's float64 (sum, weight)
+        maps; the restored image of a part is sum / weight.
 
-    if total is None and all(isinstance(p, Sequence) for p in parts.values()):
-        total = sum(len(p) for p in parts.values())
-    bar = tqdm(total=total, desc="restore", unit="patch", leave=False, disable=None if progress else True)
+        Patches stream in: each (part, transform, shape) group is run as soon as it holds ``batch`` patches. Batches
+        never mix parts, so a part's maps are bit-identical whichever other parts run beside it. ``seconds``, when
+        given, receives the model time spent per part.
+        """
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise ValueError(f"accumulate needs a (1, C, H, W) image, got shape {tuple(image.shape)}")
+        _, c, height, width = image.shape
+        maps = {
+            name: (
+                torch.zeros((1, c, height, width), dtype=torch.float64, device=image.device),
+                torch.zeros((1, 1, height, width), dtype=torch.float64, device=image.device),
+            )
+            for name in parts
+        }
+        windows: dict[tuple[int, bool, bool], Tensor] = {}
+        uniform = self.tiling == "hinet"
 
-    def run(name: str, group: list[Patch]) -> None:
-        start = time.perf_counter()
-        acc, weight = maps[name]
-        t = group[0].t
-        x = torch.stack([image[0, :, p.y : p.y + p.h, p.x : p.x + p.w] for p in group])
-        out = dihedral_inverse(_forward(model, dihedral(x, t), dtype, channels_last), t)
-        if out.shape != x.shape:
-            raise ValueError(f"model returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
-        for p, o in zip(group, out, strict=True):
-            win = window(p.h, p.y == 0, p.y + p.h == height)[:, None] * window(p.w, p.x == 0, p.x + p.w == width)
-            acc[0, :, p.y : p.y + p.h, p.x : p.x + p.w] += o.double() * win
-            weight[0, 0, p.y : p.y + p.h, p.x : p.x + p.w] += win
-        if seconds is not None:
-            if image.device.type == "cuda":
-                torch.cuda.synchronize(image.device)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-        bar.update(len(group))
+        def window(length: int, flush_start: bool, flush_end: bool) -> Tensor:
+            key = (length, flush_start, flush_end)
+            if key not in windows:
+                windows[key] = (
+                    torch.ones(length, dtype=torch.float64)
+                    if uniform
+                    else blend_window(length, self.overlap, flush_start, flush_end)
+                ).to(image.device)
+            return windows[key]
 
-    try:
-        for name, patches in parts.items():
-            pending: dict[tuple[int, int, int], list[Patch]] = {}
-            for p in patches:
-                if not (0 <= p.y and p.y + p.h <= height and 0 <= p.x and p.x + p.w <= width and p.h > 0 and p.w > 0):
-                    raise ValueError(f"patch {p} lies outside the {height}x{width} image")
-                group = pending.setdefault((p.t, p.h, p.w), [])
-                group.append(p)
-                if len(group) == batch:
-                    run(name, group)
-                    pending[(p.t, p.h, p.w)] = []
-            for group in pending.values():
-                if group:
-                    run(name, group)
-    finally:
-        bar.close()
-    return maps
+        total = sum(len(p) for p in parts.values()) if all(isinstance(p, Sequence) for p in parts.values()) else None
+        bar = tqdm(total=total, desc="restore", unit="patch", leave=False, disable=None if progress else True)
+
+        def run(name: str, group: list[Patch]) -> None:
+            start = time.perf_counter()
+            acc, weight = maps[name]
+            t = group[0].t
+            x = torch.stack([image[0, :, p.y : p.y + p.h, p.x : p.x + p.w] for p in group])
+            out = dihedral_inverse(_forward(self.model, dihedral(x, t), self.dtype, self.channels_last), t)
+            if out.shape != x.shape:
+                raise ValueError(f"model returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
+            for p, o in zip(group, out, strict=True):
+                win = window(p.h, p.y == 0, p.y + p.h == height)[:, None] * window(p.w, p.x == 0, p.x + p.w == width)
+                acc[0, :, p.y : p.y + p.h, p.x : p.x + p.w] += o.double() * win
+                weight[0, 0, p.y : p.y + p.h, p.x : p.x + p.w] += win
+            if seconds is not None:
+                if image.device.type == "cuda":
+                    torch.cuda.synchronize(image.device)
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+            bar.update(len(group))
+
+        try:
+            for name, patches in parts.items():
+                pending: dict[tuple[int, int, int], list[Patch]] = {}
+                for p in patches:
+                    inside = 0 <= p.y and p.y + p.h <= height and 0 <= p.x and p.x + p.w <= width
+                    if not (inside and p.h > 0 and p.w > 0):
+                        raise ValueError(f"patch {p} lies outside the {height}x{width} image")
+                    group = pending.setdefault((p.t, p.h, p.w), [])
+                    group.append(p)
+                    if len(group) == self.batch:
+                        run(name, group)
+                        pending[(p.t, p.h, p.w)] = []
+                for group in pending.values():
+                    if group:
+                        run(name, group)
+        finally:
+            bar.close()
+        return maps
 
 
 @dataclass(frozen=True)
@@ -343,27 +334,19 @@ def restore_tiled(
     precision: str = "auto",
     device: str | torch.device | None = None,
 ):
-    """One tiled pass over ``image`` (HWC numpy or CHW/NCHW tensor, as :func:`pipeline.inference.restore`), clamped
-    to [0, 1]: exactly ``restore(..., tta="plain")``, without the TTA code (training's validation uses it)."""
-    _check_tiling(tile, overlap)
+    """One blended tiled pass over ``image`` (HWC numpy or CHW/NCHW tensor, as :class:`pipeline.inference.Restorer`),
+    clamped to [0, 1]: bit-identical to the Restorer's ``plain`` mode, without the TTA code (training validates with
+    it, and must not depend on TTA code)."""
     device = check_model_device(model, device)
     dtype = resolve_precision(precision, device)
+    tiler = Tiler(model, tile, overlap, "blended", batch, dtype, uses_channels_last(model))
     if model.training:
         warnings.warn("restore_tiled() called on a model in training mode; call model.eval() first", stacklevel=2)
     x, layout = to_batch(image, device)
     outs = []
     with torch.inference_mode():
         for frame in x.split(1):
-            h, w = frame.shape[-2:]
-            acc, weight = accumulate_parts(
-                model,
-                frame,
-                {"tiles": tile_patches(h, w, tile, overlap)},
-                overlap=overlap,
-                batch=batch,
-                dtype=dtype,
-                channels_last=uses_channels_last(model),
-            )["tiles"]
+            acc, weight = tiler.accumulate(frame, {"tiles": tiler.tiles(*frame.shape[-2:])})["tiles"]
             outs.append((acc / weight).float().clamp_(0.0, 1.0))
     return from_batch(torch.cat(outs), layout)
 

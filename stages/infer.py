@@ -24,7 +24,7 @@ def main() -> None:
     else:
         name, kw = args.model, {}
     for job, runtime in run_inference(name, params.tta, layout, cpu=cpu, **kw).items():
-        print(f"{name} {job}: {runtime['seconds_per_frame']:.3f} s/frame on {runtime['device']}")
+        print(f"{name} {job}: {runtime.seconds_per_frame:.3f} s/frame on {runtime.device}")
 
 
 if __name__ == "__main__":

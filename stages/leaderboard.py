@@ -10,6 +10,7 @@ from pipeline.ladder import BASE_ENTRY, read_per_frame, seed_spreads, step_table
 from pipeline.layout import BASE, VAL_SPLIT, Layout
 from pipeline.leaderboard import build_leaderboard, write_leaderboard
 from pipeline.leaderboard.sources import per_source_table, read_sources
+from pipeline.predictions import PredictionFolder
 from pipeline.sheet import comparison_sheet
 
 
@@ -42,10 +43,10 @@ def main() -> None:
     )
     # Look, don't read: the best member by plain PSNR, without and with the submit TTA, and the ensemble.
     columns = [
-        (f"{best} {mode}", layout.predictions(best, mode, VAL_SPLIT) / "png8")
+        (f"{best} {mode}", PredictionFolder(layout.predictions(best, mode, VAL_SPLIT)).png8_dir)
         for mode in dict.fromkeys((tta.ladder[0], tta.submit))
     ]
-    columns.append(("ensemble", layout.ensemble(VAL_SPLIT) / "png8"))
+    columns.append(("ensemble", PredictionFolder(layout.ensemble(VAL_SPLIT)).png8_dir))
     sheet = comparison_sheet(read_index(layout.index(VAL_SPLIT)), columns)
     write_image(layout.submissions / "comparison.png", sheet)
     print(table.drop(columns=["settings"]).to_string(index=False))

@@ -22,19 +22,17 @@ from pipeline.ensemble import (
 from pipeline.evaluate import evaluate_model, score_inputs, write_input_scores
 from pipeline.fileio import read_image, read_image16, to_uint8, write_image, write_image16, write_json
 from pipeline.layout import Layout
+from pipeline.predictions import PredictionFolder, Runtime
 
 H, W = 16, 24
 
 
 def write_member(split_dir, images: dict, spf: float, device: str = "cpu"):
-    """A member's prediction dir: png16 + png8 of float images in [0, 1], and runtime.json."""
+    """A member's prediction folder: png16 + png8 of float images in [0, 1], and its runtime record."""
+    folder = PredictionFolder(split_dir)
     for name, img in images.items():
-        write_image16(split_dir / "png16" / f"{name}.png", img)
-        write_image(split_dir / "png8" / f"{name}.png", to_uint8(img))
-    write_json(
-        split_dir / "runtime.json",
-        {"seconds_per_frame": spf, "frames": len(images), "device": device, "precision": "bf16", "tta": "x8"},
-    )
+        folder.write(name, img)
+    folder.write_runtime(Runtime(spf, len(images), device, "bf16", "x8"))
 
 
 def const(level_255: float) -> np.ndarray:

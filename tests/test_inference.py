@@ -1,4 +1,5 @@
-"""Tiling, blending, dihedral and random-crop TTA: exact round trips and agreement with whole-image inference."""
+"""Tiling, blending, dihedral and random-crop TTA through the Restorer: exact round trips and agreement with
+whole-image inference."""
 
 from __future__ import annotations
 
@@ -9,19 +10,32 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.config import CropsConfig
+from pipeline.config import CropsConfig, TTAConfig
 from pipeline.device import prepare_model, resolve_precision
-from pipeline.inference import (
-    accumulate,
-    blend_window,
-    dihedral,
-    dihedral_inverse,
-    plan_patches,
-    random_crops,
-    restore,
-    tile_patches,
-    tile_positions,
-)
+from pipeline.inference import Restorer, random_crops
+from pipeline.tiling import Tiler, blend_window, dihedral, dihedral_inverse, restore_tiled, tile_patches, tile_positions
+
+
+def settings(tile=256, overlap=32, tiling="blended", batch=8, precision="auto", crops=None) -> TTAConfig:
+    """A TTAConfig with these tiling settings (the ladder is irrelevant: modes are given per call)."""
+    crops = CropsConfig() if crops is None else crops
+    return TTAConfig(tile=tile, overlap=overlap, tiling=tiling, batch=batch, precision=precision, crops=crops)
+
+
+def restore(model, image, *, tta="plain", clamp=True, **kw):
+    """One mode through a Restorer built from these settings."""
+    return Restorer(model, settings(**kw)).restore(image, (tta,), clamp=clamp)[tta]
+
+
+def plan_patches(height, width, *, tta, **kw):
+    """Every patch one mode runs, parts flattened in order."""
+    parts = Restorer(Identity(), settings(**kw)).plan(height, width, (tta,))
+    return [p for part in parts.values() for p in part]
+
+
+def accumulate(model, image, patches, *, overlap, tile=256):
+    """(sum, weight) maps of one list of patches."""
+    return Tiler(model, tile=tile, overlap=overlap).accumulate(image, {"all": patches})["all"]
 
 
 class Identity(nn.Module):
@@ -116,7 +130,7 @@ def test_blend_window_shape():
 )
 def test_tiles_give_every_pixel_positive_weight(h, w, tile, overlap):
     x = image(h, w)
-    _, weight = accumulate(Identity(), x, tile_patches(h, w, tile, overlap), overlap=overlap)
+    _, weight = accumulate(Identity(), x, tile_patches(h, w, tile, overlap), overlap=overlap, tile=tile)
     assert weight.min().item() > 0
 
 
@@ -156,7 +170,7 @@ def test_crops_and_tiles_cover_every_pixel_and_crops_contribute():
     h, w = 45, 70
     x = image(h, w)
     crops = CropsConfig(n=30, size=20, transforms="flips", seed=2)
-    tiles_only = plan_patches(h, w, tile=32, overlap=8, tta="plain")
+    tiles_only = plan_patches(h, w, tile=32, overlap=8, tta="plain", crops=crops)
     both = plan_patches(h, w, tile=32, overlap=8, tta="crops", crops=crops)
     assert both[: len(tiles_only)] == tiles_only and len(both) == len(tiles_only) + 30
     _, w_tiles = accumulate(Identity(), x, tiles_only, overlap=8)
@@ -230,10 +244,18 @@ def test_argument_errors_are_clear():
     x = image(16, 16)
     with pytest.raises(ValueError, match="overlap"):
         restore(Identity(), x, tile=32, overlap=32)
+    with pytest.raises(ValueError, match="overlap"):
+        Tiler(Identity(), tile=32, overlap=32)
     with pytest.raises(ValueError, match="tta mode"):
         restore(Identity(), x, tta="x4")
+    with pytest.raises(ValueError, match="at least one tta mode"):
+        Restorer(Identity()).restore(x, ())
     with pytest.raises(ValueError, match="batch"):
         restore(Identity(), x, batch=0)
+    with pytest.raises(ValueError, match="batch"):
+        Tiler(Identity(), batch=0)
+    with pytest.raises(ValueError, match="tiling"):
+        Tiler(Identity(), tiling="uniform")
     with pytest.raises(ValueError, match="crops.transforms"):
         restore(Identity(), x, tta="crops", crops=CropsConfig(transforms="rot"))
     with pytest.raises(ValueError, match="fp16"):
@@ -265,7 +287,6 @@ def test_hinet_tiny_identity_init_round_trips_and_trained_tiny_is_seamless():
 
 def test_one_pass_ladder_equals_each_mode_computed_alone():
     """Every ladder mode from one set of forwards is bit-identical to that mode run on its own, in fp32 and bf16."""
-    from pipeline.inference import restore_ladder
     from pipeline.models import create_model
 
     torch.manual_seed(0)
@@ -276,7 +297,7 @@ def test_one_pass_ladder_equals_each_mode_computed_alone():
     for precision in ("fp32", "bf16"):
         kw = dict(tile=32, overlap=8, crops=crops, batch=3, precision=precision)
         seconds: dict[str, float] = {}
-        ladder = restore_ladder(model, img, modes=modes, seconds=seconds, **kw)
+        ladder = Restorer(model, settings(**kw)).restore(img, modes, seconds=seconds)
         assert set(ladder) == set(modes) and set(seconds) == {"tiles", "tiles_x7", "crops"}
         for mode in modes:
             alone = restore(model, img, tta=mode, **kw)
@@ -287,12 +308,10 @@ def test_one_pass_ladder_equals_each_mode_computed_alone():
 
 
 def test_one_pass_ladder_runs_each_forward_once():
-    from pipeline.inference import restore_ladder
-
     model = Counting()
     img = torch.rand(3, 40, 72)
     crops = CropsConfig(n=5, size=24, seed=2)
-    restore_ladder(model, img, modes=("plain", "x8", "x8+crops"), tile=32, overlap=8, crops=crops, batch=64)
+    Restorer(model, settings(tile=32, overlap=8, crops=crops, batch=64)).restore(img, ("plain", "x8", "x8+crops"))
     tiles = len(tile_patches(40, 72, 32, 8))
     assert sum(shape[0] for shape in model.calls) == 8 * tiles + 5  # the cost of x8+crops alone
 
@@ -333,3 +352,25 @@ def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_precision("auto", "cpu") == torch.bfloat16
     assert mixed_precision_for("auto", True) == "bf16"
+
+
+def test_restorer_resolves_its_settings_once_and_restore_tiled_equals_its_plain_mode():
+    """The Restorer fixes device, precision and memory format when built; training's one tiled pass gives the same
+    bits as the Restorer's plain mode."""
+    model = prepare_model(two_conv_net(), "cpu", channels_last=True)
+    restorer = Restorer(model, settings(tile=32, overlap=8, batch=3, precision="fp32"))
+    assert (restorer.device, restorer.dtype, restorer.precision) == (torch.device("cpu"), None, "fp32")
+    assert restorer.tiler.channels_last and (restorer.tiler.tile, restorer.tiler.overlap, restorer.tiler.batch) == (
+        32,
+        8,
+        3,
+    )
+    assert Restorer(model, settings(precision="bf16")).precision == "bf16"
+    x = image(40, 72, seed=4)
+    plain = restorer.restore(x, ("plain",))["plain"]
+    tiled = restore_tiled(model, x, tile=32, overlap=8, batch=3, precision="fp32")
+    assert torch.equal(plain, tiled)
+    both = restorer.restore(x, ("plain", "plain", "x8"))  # repeats dropped, order kept
+    assert list(both) == ["plain", "x8"] and torch.equal(both["plain"], plain)
+    with pytest.raises(ValueError, match="move it first"):
+        Restorer(model, device="meta")

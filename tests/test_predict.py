@@ -1,4 +1,4 @@
-"""predict_index: exact output file set, 16-bit values equal to restore(), atomic replacement, clear failures."""
+"""predict: exact output file set, 16-bit values equal to the Restorer's, atomic replacement, clear failures."""
 
 from __future__ import annotations
 
@@ -11,15 +11,24 @@ import torch
 
 from pipeline.config import CropsConfig, PathsConfig, TTAConfig
 from pipeline.fileio import ImageReadError, read_image, read_image16, write_image
-from pipeline.inference import restore
+from pipeline.inference import Restorer
 from pipeline.layout import Layout
 from pipeline.models import create_model, save_weights
-from pipeline.predict import RUNTIME_KEYS, predict_index, run_inference
+from pipeline.predict import predict, run_inference
+from pipeline.predictions import PredictionFolder, Runtime
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
 TTA = TTAConfig(tile=32, overlap=8, batch=8, precision="fp32", ladder=("plain", "x8+crops"), submit="x8+crops",
                 crops=CropsConfig(n=3, size=16))  # fmt: skip
-SETTINGS = dict(tta="x8+crops", tile=32, overlap=8, batch=8, precision="fp32", crops=CropsConfig(n=3, size=16))
+RUNTIME_KEYS = ("seconds_per_frame", "frames", "device", "precision", "tta")
+
+
+def predict_index(model, index_csv, out_dir, tta, *, mode=None, accelerator=None, progress=True):
+    """One mode (default ``tta.submit``) into one folder: the runtime record as the JSON object written."""
+    mode = tta.submit if mode is None else mode
+    runtimes = predict(Restorer(model, tta), index_csv, {mode: out_dir}, accelerator=accelerator, progress=progress)
+    assert isinstance(runtimes[mode], Runtime)
+    return runtimes[mode].to_json()
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +64,11 @@ def test_predict_index_writes_exactly_the_expected_files(tmp_path, model):
     assert files == expected
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
     assert tuple(runtime) == RUNTIME_KEYS and json.loads((out / "runtime.json").read_text()) == runtime
+    assert PredictionFolder(out).read_runtime() == Runtime(**runtime)
     assert runtime["frames"] == 3 and runtime["seconds_per_frame"] > 0
     assert (runtime["device"], runtime["precision"], runtime["tta"]) == ("cpu", "fp32", "x8+crops")
     for name in NAMES:
-        ref = restore(model, read_image(tmp_path / "blur" / f"{name}.png"), **SETTINGS)
+        ref = Restorer(model, TTA).restore(read_image(tmp_path / "blur" / f"{name}.png"), ("x8+crops",))["x8+crops"]
         got16 = read_image16(out / "png16" / f"{name}.png")
         assert np.abs(got16 - ref).max() <= 0.5 / 65535 + 1e-7
         assert np.array_equal(read_image(out / "png8" / f"{name}.png"), np.round(ref * 255).astype(np.uint8))
@@ -111,16 +121,14 @@ def _tree_bytes(root):
 def test_interrupted_inference_resumes_only_missing_frames_and_ends_identical(tmp_path, model, monkeypatch, capsys):
     """A run that dies at frame 2 of 3 publishes nothing; the rerun restores only the missing frame (one truncated in
     the scratch folder is redone, never published) and ends byte-identical to an uninterrupted run."""
-    import pipeline.predict as predict
-
     names = [f"{s:03d}_00000009" for s in range(4)]
     csv = make_index(tmp_path, names=names)
-    settings = dict(tta=TTA, progress=False)
+    restorer = Restorer(model, TTA)
     modes = ("plain", "x8+crops")
-    clean = predict.predict_ladder(model, csv, {m: tmp_path / "clean" / m for m in modes}, **settings)
+    clean = predict(restorer, csv, {m: tmp_path / "clean" / m for m in modes}, progress=False)
 
     calls = []
-    real = predict.restore_ladder
+    real = Restorer.restore
 
     def dies_on_third(*args, **kw):
         calls.append(1)
@@ -128,10 +136,10 @@ def test_interrupted_inference_resumes_only_missing_frames_and_ends_identical(tm
             raise KeyboardInterrupt("killed")
         return real(*args, **kw)
 
-    monkeypatch.setattr(predict, "restore_ladder", dies_on_third)
+    monkeypatch.setattr(Restorer, "restore", dies_on_third)
     out = {m: tmp_path / "out" / m for m in modes}
     with pytest.raises(KeyboardInterrupt):
-        predict.predict_ladder(model, csv, out, scratch=tmp_path / "scratch", **settings)
+        predict(restorer, csv, out, scratch=tmp_path / "scratch", progress=False)
     assert not any(p.exists() for p in out.values())  # nothing published
     assert sorted(p.stem for p in (tmp_path / "scratch/times").iterdir()) == names[:2]
     # A frame whose file got cut (disk full, a copy gone wrong) is detected and redone.
@@ -139,26 +147,28 @@ def test_interrupted_inference_resumes_only_missing_frames_and_ends_identical(tm
     victim.write_bytes(victim.read_bytes()[:40])
 
     calls.clear()
-    monkeypatch.setattr(predict, "restore_ladder", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(Restorer, "restore", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     capsys.readouterr()
-    again = predict.predict_ladder(model, csv, out, scratch=tmp_path / "scratch", **settings)
+    again = predict(restorer, csv, out, scratch=tmp_path / "scratch", progress=False)
     assert len(calls) == 3  # names[0] (truncated), names[2], names[3]; names[1] reused
     assert "restored 3 frame(s), reused 1" in capsys.readouterr().out
     for m in modes:
         assert _tree_bytes(out[m]) == _tree_bytes(tmp_path / "clean" / m)
-        assert again[m]["frames"] == clean[m]["frames"] == 4
+        assert again[m].frames == clean[m].frames == 4
 
 
 _KILLED_RUN = """
 import os, signal, sys
 import torch
-import pipeline.predict as predict
+import pipeline.predictions as predictions
 from pipeline.config import CropsConfig, TTAConfig
+from pipeline.inference import Restorer
 from pipeline.models import create_model
+from pipeline.predict import predict
 
 csv, out, scratch, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 writes = []
-real = predict.write_image
+real = predictions.write_image
 
 
 def write_then_die(path, img, **kw):
@@ -170,12 +180,12 @@ def write_then_die(path, img, **kw):
 
 
 if kill_at >= 0:
-    predict.write_image = write_then_die
+    predictions.write_image = write_then_die
 torch.manual_seed(0)
 model = create_model("hinet-tiny").eval()
 tta = TTAConfig(tile=32, overlap=8, batch=8, precision="fp32", ladder=("x8",), submit="x8",
                 crops=CropsConfig(n=3, size=16))
-predict.predict_ladder(model, csv, {"x8": out}, tta, progress=False, scratch=scratch)
+predict(Restorer(model, tta), csv, {"x8": out}, progress=False, scratch=scratch)
 """
 
 
@@ -234,7 +244,7 @@ def test_run_inference_writes_the_val300_ladder_and_the_submit_mode_for_test(tmp
     assert sorted(runtimes) == ["plain/val300", "x8+crops/test300", "x8+crops/val300"]
     assert sorted(p.name for p in (tmp_path / "pred" / "tiny").iterdir()) == ["plain", "x8+crops"]
     assert not layout.predictions("tiny", "plain", "test300").exists()  # test frames only under the submit mode
-    assert runtimes["plain/val300"]["frames"] == 2 and runtimes["x8+crops/test300"]["frames"] == 1
+    assert runtimes["plain/val300"].frames == 2 and runtimes["x8+crops/test300"].frames == 1
     served = prepare_model(load_model(layout.weights("tiny")), torch.device("cpu"))  # as the stage loads it
     direct = predict_index(served, layout.index("val300"), tmp_path / "direct", TTA, progress=False)
     assert direct["frames"] == 2
@@ -269,7 +279,7 @@ def test_run_inference_of_the_base_restores_val300_plain_only_from_the_given_wei
         member = run_inference("tiny", TTA, layout, cpu=True)
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
-    assert sorted(base) == ["plain/val300"] and base["plain/val300"]["frames"] == 2
+    assert sorted(base) == ["plain/val300"] and base["plain/val300"].frames == 2
     assert str(layout.base_weights) == "pre/base.safetensors"  # read from there: models/base.safetensors is absent
     assert not (tmp_path / "models" / "base.safetensors").exists()
     assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "pred" / "base").rglob("*")) == [

@@ -272,9 +272,8 @@ def test_describe_run_names_members_tta_and_the_weights_used():
 
 def _phase_tree(tmp_path: Path, split: str, n: int):
     """An ensemble output and index for ``split`` with ``n`` frames (8-bit PNGs, runtime.json)."""
-    import json
-
     from pipeline.config import PackageConfig, Params, PathsConfig
+    from pipeline.predictions import PredictionFolder, Runtime
 
     paths = PathsConfig(data=str(tmp_path / "data"), ensemble=str(tmp_path / "ens"), submissions=str(tmp_path / "sub"))
     names = [f"{s:03d}_00000009" for s in range(n)]
@@ -282,11 +281,12 @@ def _phase_tree(tmp_path: Path, split: str, n: int):
     pd.DataFrame({"name": names, "height": 16, "width": 32}).to_csv(tmp_path / f"data/index/{split}.csv", index=False)
     other = "test300" if split == "val300" else "val300"
     pd.DataFrame(columns=["name", "height", "width"]).to_csv(tmp_path / f"data/index/{other}.csv", index=False)
-    png8 = tmp_path / "ens" / split / "png8"
+    png8 = PredictionFolder(tmp_path / "ens" / split).png8_dir
     png8.mkdir(parents=True)
     for name in names:
         cv2.imwrite(str(png8 / f"{name}.png"), np.full((16, 32, 3), 100, np.uint8))
-    (tmp_path / "ens" / split / "runtime.json").write_text(json.dumps({"seconds_per_frame": 0.5, "device": "cuda:0"}))
+    runtime = Runtime(0.5, n, "cuda:0 (a GPU)", "bf16", "ensemble(a:x8)", ("a",), (1.0,), 0.01)
+    PredictionFolder(tmp_path / "ens" / split).write_runtime(runtime)  # what run_ensemble writes
     return lambda s: Params(paths=paths, package=PackageConfig(split=s))
 
 
@@ -308,6 +308,7 @@ def test_build_submission_development_phase_packages_val300(tmp_path):
         assert sorted(z.namelist()) == ["000_00000009.png", "001_00000009.png", "002_00000009.png", "readme.txt"]
         readme = z.read("readme.txt").decode()
     assert "runtime per image [s] : 0.5" in readme and "CPU[1] / GPU[0] : 0" in readme  # predicted on a GPU
+    assert "Ensemble weights: a=1 (equal)." in readme  # the weights the ensemble's runtime record names
     zip_path.unlink()
     with pytest.raises(ValueError, match=r"package.split is 'test300' but the data set has no such frames .*val300"):
         _build(params("test300"))
