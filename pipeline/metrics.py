@@ -8,6 +8,8 @@ different names:
   averaged over the channels. Equals ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2)``.
 - :func:`ssim_hinet3d`: the RGB SSIM of the HINet / NAFNet release, one 3D Gaussian over H, W and C.
+- :func:`ssim_hinet_y`: the release's Y-channel SSIM (``test_y_channel: true``, the deraining protocol): one 2D
+  Gaussian with replicate borders over the whole luma image, not BasicSR's valid region.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["batch_psnr_tensor", "psnr", "rgb_to_y", "ssim", "ssim_hinet3d"]
+__all__ = ["batch_psnr_tensor", "psnr", "rgb_to_y", "ssim", "ssim_hinet3d", "ssim_hinet_y"]
 
 _WIN = 11  # Gaussian window size of both SSIM conventions
 _SIGMA = 1.5
@@ -115,6 +117,23 @@ def ssim(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0, test_y_channe
 
     scores = [_ssim_map(a[..., c], b[..., c], blur).mean() for c in range(a.shape[2])]
     return float(np.mean(scores))
+
+
+def ssim_hinet_y(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0) -> float:
+    """The release's SSIM under ``test_y_channel: true`` (``_ssim_cly`` of its ``psnr_ssim.py``): the unrounded
+    BT.601 luma (:func:`rgb_to_y`), an 11x11 Gaussian (sigma 1.5) with replicate borders, mean of the whole map.
+
+    It differs from ``ssim(..., test_y_channel=True)`` (BasicSR: valid region only) at the borders.
+    """
+    _validate(img1, img2, crop_border, "ssim_hinet_y")
+    a = rgb_to_y(_crop(img1, crop_border))[..., 0]
+    b = rgb_to_y(_crop(img2, crop_border))[..., 0]
+    g = _gauss1d()
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(x, cv2.CV_64F, g, g, borderType=cv2.BORDER_REPLICATE)
+
+    return float(_ssim_map(a, b, blur).mean())
 
 
 def _channel_mix_matrix(channels: int) -> np.ndarray:
