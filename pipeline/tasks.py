@@ -74,6 +74,7 @@ class Task:
     test_sets: tuple[TestSet, ...]
     average: str  # "frames": mean over every scored frame; "test_sets": plain mean of the per-test-set means
     results: str  # "ntire_zip": flat <seq>_<frame>.png + readme.txt in one zip; "test_set_folders": <set>/<input name>
+    input_label: str = "blurry+JPEG"  # what the degraded input is, for figures (REDS Track 2: blur + JPEG)
     rounded_output: bool = True  # the release scores 8-bit output (True) or the unrounded network output (SIDD)
     reports_ssim: bool = True  # the paper reports SSIM for this task (SIDD: PSNR only)
 
@@ -156,35 +157,53 @@ class Task:
         return f"{test_set}/{Path(input_path).stem}.png"
 
 
-_REDS_RESULTS = "ntire_zip"
+_REDS = dict(indexer="pipeline.data.reds:index_reds_layout", channel="rgb", crop_border=0, average="frames")
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        Task("reds", "pipeline.data.reds:index_reds_layout", "rgb", 0, (TestSet("val300", 28.83),), "frames",
-             _REDS_RESULTS),
-        Task("synthetic", "pipeline.data.reds:index_reds_layout", "rgb", 0, (TestSet("val300"),), "frames",
-             _REDS_RESULTS),
-        Task("gopro", "pipeline.data.gopro:index_gopro", "rgb", 0, (TestSet("GoPro", 32.71),), "frames",
-             "test_set_folders"),
-        Task("sidd", "pipeline.data.sidd:index_sidd", "rgb", 0, (TestSet("SIDD", 39.99),), "frames",
-             "test_set_folders", rounded_output=False, reports_ssim=False),
+        # REDS-val-300 (NTIRE 2021 Track 2): RGB, no crop, the NTIRE zip. The embedded set is scored the same way.
+        Task(name="reds", test_sets=(TestSet("val300", 28.83),), results="ntire_zip", **_REDS),
+        Task(name="synthetic", test_sets=(TestSet("val300"),), results="ntire_zip", **_REDS),
         Task(
-            "rain13k",
-            "pipeline.data.rain13k:index_rain13k",
-            "y",
-            0,
-            (
+            name="gopro",
+            indexer="pipeline.data.gopro:index_gopro",
+            channel="rgb",
+            crop_border=0,
+            test_sets=(TestSet("GoPro", 32.71),),
+            average="frames",
+            results="test_set_folders",
+            input_label="blurry",
+        ),
+        Task(
+            name="sidd",
+            indexer="pipeline.data.sidd:index_sidd",
+            channel="rgb",
+            crop_border=0,
+            test_sets=(TestSet("SIDD", 39.99),),  # HINet 1x; 0.5x: 39.82
+            average="frames",
+            results="test_set_folders",
+            rounded_output=False,
+            reports_ssim=False,
+            input_label="noisy",
+        ),
+        Task(
+            name="rain13k",
+            indexer="pipeline.data.rain13k:index_rain13k",
+            channel="y",
+            crop_border=0,
+            test_sets=(
                 TestSet("Rain100H", 30.65),
                 TestSet("Rain100L", 37.28),
                 TestSet("Test100", 30.29),
                 TestSet("Test1200", 33.05),
                 TestSet("Test2800", 33.91),
             ),
-            "test_sets",
-            "test_set_folders",
+            average="test_sets",
+            results="test_set_folders",
+            input_label="rainy",
         ),
     )
-}  # fmt: skip
+}
 
 
 def get_task(name: str) -> Task:

@@ -221,12 +221,26 @@ def has_frames(index_csv: str | Path) -> bool:
 
 
 def relative_index(table: pd.DataFrame, root: str | Path) -> pd.DataFrame:
-    """``table`` with its paths made relative to ``root`` (what the data stage writes; see :func:`read_index`)."""
+    """``table`` with its paths made relative to ``root`` (what the data stage writes; see :func:`read_index`); absolute
+    paths outside ``root`` are kept."""
     root = Path(root)
     out = table.copy()
     for col in ("blur_path", "sharp_path"):
-        out[col] = [Path(p).relative_to(root).as_posix() if p else p for p in out[col]]
+        out[col] = [_relative(p, root) for p in out[col]]
     return out
+
+
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root``; an absolute path outside it (files the data stage derived, such as SIDD's
+    blocks under ``paths.data``) stays absolute, which :func:`resolve_paths` returns as stored."""
+    if not path:
+        return path
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        if Path(path).is_absolute():
+            return path
+        raise
 
 
 def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]:
