@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline import metrics
+from pipeline.cli import is_user_error
 from pipeline.config import ConfigError, DataConfig
 from pipeline.tasks import TASKS, TaskError, get_task, task_of_index
 
@@ -22,6 +23,7 @@ def test_every_data_source_has_a_task_and_back():
 def test_unknown_task_and_source_are_one_line_errors():
     with pytest.raises(TaskError, match=r"^unknown task 'gopro2' \(known: reds, synthetic, gopro, sidd, rain13k\)$"):
         get_task("gopro2")
+    assert is_user_error(TaskError("x"))  # printed as one line by the stage scripts
     with pytest.raises(ConfigError, match="data.source"):
         DataConfig(source="rain14k", root="/x")
     with pytest.raises(ConfigError, match=r"must be the folder of a Rain13K download when data.source is 'rain13k'"):

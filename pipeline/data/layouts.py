@@ -51,13 +51,12 @@ class LayoutError(DatasetError):
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """What an indexer may need beyond the root: processes, a folder for files it derives (SIDD's blocks, written
-    under ``derived_dir`` and recorded at ``final_dir``, where ``prepare``'s atomic rename puts them) and SIDD's block
-    side (256 in the benchmark; tests use tiny blocks)."""
+    """What an indexer may need beyond the root: processes, a folder for files it derives (SIDD's blocks; the tables
+    name them there, absolute, and ``prepare`` rewrites the prefix to where its atomic rename puts them) and SIDD's
+    block side (256 in the benchmark; tests use tiny blocks)."""
 
     workers: int = 2
     derived_dir: Path | None = None
-    final_dir: Path | None = None
     sidd_block: int = 256
 
 

@@ -41,6 +41,7 @@ __all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare
 METRICS = "data.json"
 CONTACT_SHEET = "data_contact_sheet.png"
 _TILE_WIDTH = 320
+_DERIVED = "blocks"  # paths.data/blocks: files an indexer derives from the download (SIDD's .mat blocks as PNGs)
 
 
 def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[dict, pd.DataFrame]:
@@ -95,6 +96,16 @@ def _remove_outputs(paths: PathsConfig) -> None:
         f.unlink(missing_ok=True)
 
 
+def _at_final(table: pd.DataFrame, tmp: Path, final: Path) -> pd.DataFrame:
+    """``table`` with paths of files derived under ``tmp`` (SIDD's blocks) pointing where the atomic rename puts them
+    (absolute); the tables keep the ``tmp`` paths while the stage still reads them."""
+    before, after = str(tmp.resolve()), str(final.resolve())
+    out = table.copy()
+    for col in ("blur_path", "sharp_path"):
+        out[col] = [after + p[len(before) :] if p.startswith(before + "/") else p for p in out[col]]
+    return out
+
+
 def _nested(inner: Path, outer: Path) -> Path | None:
     """``inner`` relative to ``outer`` when it lies inside it, else None."""
     inner, outer = inner.resolve(), outer.resolve()
@@ -123,13 +134,13 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         built = root
         if nested is not None:
             built = synthesize_reds(cfg.synth, tmp / nested, workers=cfg.workers)
-        options = IndexOptions(cfg.workers, tmp / "blocks", data_dir / "blocks", cfg.sidd_block)
-        tables = task.index(built, options)
+        tables = task.index(built, IndexOptions(cfg.workers, tmp / _DERIVED, cfg.sidd_block))
         if tables["val300"].empty:
             raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
         (tmp / "index").mkdir()
         for split, table in tables.items():
-            relative_index(table, built).to_csv(tmp / "index" / f"{split}.csv", index=False)
+            final = _at_final(table, tmp / _DERIVED, data_dir / _DERIVED)
+            relative_index(final, built).to_csv(tmp / "index" / f"{split}.csv", index=False)
         write_json(tmp / "index" / ROOT_FILE, {"root": str(root)})
         patches = 0
         shards = write_shards(

@@ -13,7 +13,7 @@ stride 384, in ``scripts/data_preparation/sidd.py``: ``data.store: patches``, ``
 ``<image>_<block>`` (``0007_31``) so the leaderboard resamples whole images; the benchmark blocks -> ``test300`` (empty
 without the file). The blocks are written as PNG files under ``IndexOptions.derived_dir`` (``prepare`` puts them in
 ``paths.data/blocks/``, atomically with the index) so the rest of the pipeline reads image paths; their paths in the
-index are absolute (they are not under ``data.root``).
+index are absolute (they are not under ``data.root``), so moving the repository reindexes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def load_blocks(path: Path, block: int, problems: list[str]) -> np.ndarray | Non
     A missing, unreadable or truncated file is a problem (None returned); a readable file without that array, or
     with another shape or dtype, is a ``LayoutError`` naming the file, the key and what was expected.
     """
-    from scipy.io import loadmat
+    from scipy.io import loadmat, whosmat
     from scipy.io.matlab import MatReadError
 
     key = path.stem
@@ -62,7 +62,7 @@ def load_blocks(path: Path, block: int, problems: list[str]) -> np.ndarray | Non
         return None
     expected = f"(images, blocks, {block}, {block}, 3) uint8"
     if key not in arrays:
-        found = [k for k in arrays if not k.startswith("__")]
+        found = [name for name, _, _ in whosmat(path)]  # loading was limited to the expected key
         raise LayoutError(f"{path}: no array {key!r} (found {found or 'none'}); expected {key} of shape {expected}")
     array = arrays[key]
     if array.ndim != 5 or array.shape[2:] != (block, block, 3) or array.dtype != np.uint8 or 0 in array.shape:
@@ -74,14 +74,14 @@ def _write_blocks(array: np.ndarray, kind: str, options: IndexOptions) -> list[t
     """Write every block as ``<derived_dir>/<kind>/<image>_<block>.png``: (seq, frame, recorded path, md5)."""
     out = []
     images, blocks = array.shape[:2]
-    final = Path(options.final_dir if options.final_dir is not None else options.derived_dir).resolve()
+    where = Path(options.derived_dir).resolve()
     with tqdm(total=images * blocks, desc=f"write SIDD {kind} blocks", unit="block", disable=None) as bar:
         for i in range(images):
             for j in range(blocks):
                 seq, frame = f"{i:04d}", f"{j:02d}"
                 path = Path(options.derived_dir) / kind / f"{seq}_{frame}.png"
                 write_image(path, np.ascontiguousarray(array[i, j]))
-                out.append((seq, frame, str(final / kind / path.name), hashlib.md5(path.read_bytes()).hexdigest()))
+                out.append((seq, frame, str(where / kind / path.name), hashlib.md5(path.read_bytes()).hexdigest()))
                 bar.update(1)
     return out
 
