@@ -67,16 +67,27 @@ def _check_scorable(index: pd.DataFrame, column: str) -> None:
         raise EvaluationError(f"index lists frame {dup!r} more than once")
 
 
-def _score_pair(name: str, pred_path: Path, sharp_path: Path, with_ssim: bool, task: Task) -> dict:
+def _score_pair(
+    name: str, pred_path: Path, sharp_path: Path, with_ssim: bool, task: Task, pred16_path: Path | None = None
+) -> dict:
     """PSNR (and SSIM) of one 8-bit image against its target under ``task``'s protocol; a size mismatch names both
-    files."""
+    files. ``pred16_path``: a task scored on the unrounded output (SIDD) takes its PSNR from the 16-bit prediction."""
     pred = read_image(pred_path)
     sharp = read_image(sharp_path)
     if pred.shape != sharp.shape:
         raise EvaluationError(
             f"{pred_path}: size {pred.shape[:2]} differs from ground truth {sharp_path} {sharp.shape[:2]}"
         )
-    return {"name": name, **task.score(pred, sharp, with_ssim=with_ssim)}
+    scores = task.score(pred, sharp, with_ssim=with_ssim)
+    if pred16_path is not None:
+        from pipeline.fileio import read_image16
+        from pipeline.metrics import psnr_float
+
+        pred16 = read_image16(pred16_path)
+        if pred16.shape != sharp.shape:
+            raise EvaluationError(f"{pred16_path}: size {pred16.shape[:2]} differs from {pred_path} {pred.shape[:2]}")
+        scores["psnr"] = psnr_float(pred16, sharp)
+    return {"name": name, **scores}
 
 
 def index_task(index: pd.DataFrame) -> Task:
@@ -104,7 +115,8 @@ def score_dir(
     DataFrame[name, psnr, ssim, ssim3d].
 
     Every missing prediction is named in one error before any scoring starts. ``with_ssim=False`` leaves SSIM NaN
-    (PSNR alone is enough to rank ensemble members and is much cheaper).
+    (PSNR alone is enough to rank ensemble members and is much cheaper). A task whose release scores the unrounded
+    output (SIDD: ``Task.rounded_output`` false) takes PSNR from the sibling ``png16/`` predictions.
     """
     pred_dir = Path(pred_png8_dir)
     index = load_index(index)
@@ -112,12 +124,16 @@ def score_dir(
     task = index_task(index)
     if not pred_dir.is_dir():
         raise EvaluationError(f"{pred_dir}: prediction directory not found")
-    missing = [n for n in index["name"] if not (pred_dir / f"{n}.png").is_file()]
-    if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise EvaluationError(f"{pred_dir}: {len(missing)} of {len(index)} prediction(s) missing: {shown}")
+    pred16_dir = None if task.rounded_output else pred_dir.parent / "png16"
+    for folder in (pred_dir, pred16_dir) if pred16_dir is not None else (pred_dir,):
+        missing = [n for n in index["name"] if not (folder / f"{n}.png").is_file()]
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise EvaluationError(f"{folder}: {len(missing)} of {len(index)} prediction(s) missing: {shown}")
     jobs = [
-        delayed(_score_pair)(n, pred_dir / f"{n}.png", Path(s), with_ssim, task)
+        delayed(_score_pair)(
+            n, pred_dir / f"{n}.png", Path(s), with_ssim, task, pred16_dir / f"{n}.png" if pred16_dir else None
+        )
         for n, s in zip(index["name"], index["sharp_path"], strict=True)
     ]
     return pd.DataFrame(_run(jobs, workers, f"score {pred_dir.parent.name}"), columns=SCORE_COLUMNS)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["batch_psnr_tensor", "psnr", "rgb_to_y", "ssim", "ssim_hinet3d", "ssim_hinet_y"]
+__all__ = ["batch_psnr_tensor", "psnr", "psnr_float", "rgb_to_y", "ssim", "ssim_hinet3d", "ssim_hinet_y"]
 
 _WIN = 11  # Gaussian window size of both SSIM conventions
 _SIGMA = 1.5
@@ -85,6 +85,23 @@ def psnr(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0, test_y_channe
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(255.0**2 / mse)
+
+
+def psnr_float(pred: np.ndarray, target: np.ndarray) -> float:
+    """PSNR in dB of an unrounded float RGB prediction in [0, 1] against an 8-bit target, peak 1, float64 MSE.
+
+    The release's SIDD protocol (``use_image: false``): the network output is scored before any 8-bit rounding, the
+    target as ``uint8 / 255``. Here ``pred`` is read from the 16-bit predictions (within 7.7e-6 of the output).
+    """
+    if not isinstance(pred, np.ndarray) or not np.issubdtype(pred.dtype, np.floating) or pred.ndim != 3:
+        raise ValueError(f"psnr_float: pred must be a float (H, W, 3) array, got {getattr(pred, 'dtype', type(pred))}")
+    _validate(target, target, 0, "psnr_float")
+    if pred.shape != target.shape:
+        raise ValueError(f"psnr_float: image shapes differ: {pred.shape} vs {target.shape}")
+    mse = float(np.mean((pred.astype(np.float64) - target.astype(np.float64) / 255.0) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(1.0 / mse)
 
 
 def _ssim_map(a: np.ndarray, b: np.ndarray, blur) -> np.ndarray:

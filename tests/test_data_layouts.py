@@ -22,9 +22,10 @@ from pipeline.data.prepare import prepare
 from pipeline.data.rain13k import index_rain13k
 from pipeline.data.reds import DatasetError, read_index
 from pipeline.data.sidd import index_sidd
-from pipeline.evaluate import evaluate_model, read_input_scores, score_dir
-from pipeline.fileio import read_image, write_image, write_json
+from pipeline.evaluate import EvaluationError, evaluate_model, read_input_scores, score_dir
+from pipeline.fileio import read_image, to_uint8, write_image, write_image16, write_json
 from pipeline.layout import Layout
+from pipeline.metrics import psnr_float
 from pipeline.tasks import get_task
 
 H, W = 32, 48
@@ -399,18 +400,34 @@ def test_sidd_block_scoring_equals_scoring_blocks_one_by_one(tmp_path: Path):
     root = make_sidd(tmp_path / "SIDD")
     table = index_sidd(root, _opts(tmp_path / "blocks"))["val300"]
     noisy, gt = sidd_blocks()
-    restored = np.clip(noisy.astype(int) // 2 + gt.astype(int) // 2, 0, 255).astype(np.uint8)  # a "denoiser"
-    pred_dir = tmp_path / "pred" / "png8"
+    restored = (noisy.astype(np.float64) + gt) / 2 / 255  # a "denoiser", unrounded: halfway between noisy and clean
+    pred = tmp_path / "pred"
     for r in table.itertuples():
-        write_image(pred_dir / f"{r.name}.png", restored[int(r.seq), int(r.frame)])
-    scored = score_dir(pred_dir, table, workers=1).set_index("name")
+        block = restored[int(r.seq), int(r.frame)]
+        write_image(pred / "png8" / f"{r.name}.png", to_uint8(block))
+        write_image16(pred / "png16" / f"{r.name}.png", block)
+    scored = score_dir(pred / "png8", table, workers=1).set_index("name")
     sidd = get_task("sidd")
     for i in range(noisy.shape[0]):
         for j in range(noisy.shape[1]):
-            one = sidd.score(restored[i, j], gt[i, j])
-            assert scored.loc[f"{i:04d}_{j:02d}"].to_dict() == pytest.approx(one, abs=0)
-    mean = np.mean([sidd.score(restored[i, j], gt[i, j])["psnr"] for i in range(2) for j in range(3)])
-    assert scored["psnr"].mean() == pytest.approx(mean, abs=1e-12)
+            # SSIM on the 8-bit block; PSNR on the unrounded output (the release's SIDD protocol), peak 1.
+            one = sidd.score(to_uint8(restored[i, j]), gt[i, j])
+            got = scored.loc[f"{i:04d}_{j:02d}"]
+            assert (got["ssim"], got["ssim3d"]) == (one["ssim"], one["ssim3d"])
+            assert got["psnr"] == pytest.approx(psnr_float(restored[i, j], gt[i, j]), abs=1e-3)  # 16-bit storage
+            assert got["psnr"] != pytest.approx(one["psnr"], abs=1e-3)  # 8-bit rounding would change it
+    mean = np.mean([psnr_float(restored[i, j], gt[i, j]) for i in range(2) for j in range(3)])
+    assert scored["psnr"].mean() == pytest.approx(mean, abs=1e-3)
+    (pred / "png16" / "0001_02.png").unlink()
+    with pytest.raises(EvaluationError, match=r"png16: 1 of 6 prediction\(s\) missing: 0001_02"):
+        score_dir(pred / "png8", table, workers=1)
+
+
+def test_psnr_float_by_hand():
+    # Prediction 0.5 everywhere against a black target: MSE 0.25, PSNR = 10 log10(1 / 0.25) = 6.020600 dB.
+    assert psnr_float(np.full((2, 2, 3), 0.5), np.zeros((2, 2, 3), np.uint8)) == pytest.approx(6.020600, abs=1e-6)
+    # Exact 8-bit values give the 8-bit PSNR: 128 / 255 against 0 -> 20 log10(255 / 128) = 5.986604 dB.
+    assert psnr_float(np.full((2, 2, 3), 128 / 255), np.zeros((2, 2, 3), np.uint8)) == pytest.approx(5.986604, abs=1e-6)
 
 
 # ---- prepare and evaluate on each layout ----
