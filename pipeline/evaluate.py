@@ -34,7 +34,7 @@ __all__ = [
     "write_per_image_csv",
 ]
 
-SCORE_COLUMNS = ["name", "psnr", "ssim", "ssim3d"]  # ssim3d: HINet's 3D SSIM (metrics.ssim_hinet3d), paper tables
+SCORE_COLUMNS = ["name", "psnr", "ssim", "ssim3d"]  # ssim3d: the release's SSIM (3D on RGB, 2D replicate on Y: tasks)
 
 
 class EvaluationError(ValueError):
