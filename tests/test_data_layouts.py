@@ -31,6 +31,7 @@ from pipeline.tasks import get_task
 H, W = 32, 48
 BLOCK = 16  # tiny SIDD blocks (the benchmark's are 256)
 SCENE = "0001_001_S6_00100_00060_3200_L"
+SIDD_EXPECTED = "Data/<scene>/{NOISY,GT}_SRGB_<n>.PNG and ValidationNoisyBlocksSrgb.mat + ValidationGtBlocksSrgb.mat"
 
 
 def _pair(seed: int, h: int = H, w: int = W) -> tuple[np.ndarray, np.ndarray]:
@@ -388,8 +389,7 @@ def test_gopro_tree_given_as_sidd_is_one_line(tmp_path: Path):
     with pytest.raises(LayoutError) as info:
         index_sidd(gopro, _opts(tmp_path / "blocks"))
     assert str(info.value) == (
-        f"{gopro}: not a sidd tree: expected Data/<scene>/{{NOISY,GT}}_SRGB_<n>.PNG and ValidationNoisyBlocksSrgb.mat"
-        " + ValidationGtBlocksSrgb.mat; it looks like a gopro tree (data.source: gopro)"
+        f"{gopro}: not a sidd tree: expected {SIDD_EXPECTED}; it looks like a gopro tree (data.source: gopro)"
     )
     sidd = make_sidd(tmp_path / "SIDD")
     with pytest.raises(LayoutError, match="not a gopro tree: .* it looks like a sidd tree"):
@@ -495,3 +495,31 @@ def test_evaluate_reports_rain13k_sets_and_task(tmp_path: Path):
     assert all(plain["test_sets"][s]["psnr"] == float("inf") for s in ("Rain100L", "Test100", "Test1200", "Test2800"))
     assert plain["reported"]["average"] == "test_sets"
     assert json.loads(layout.eval_metrics("m1").read_text()) == out
+
+
+def test_prepare_stage_prints_a_wrong_layout_as_one_line(tmp_path: Path, monkeypatch, capsys):
+    import runpy
+
+    import yaml
+
+    repo = Path(__file__).parents[1]
+    gopro = make_gopro(tmp_path / "GoPro")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(source="sidd", root=str(gopro), workers=1)
+    params["paths"].update({k: str(tmp_path / "out" / k) for k in ("data", "metrics", "plots")})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(repo / "stages" / "prepare.py"), run_name="__main__")
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    hint = "it looks like a gopro tree (data.source: gopro)"
+    assert err == f"error: {gopro}: not a sidd tree: expected {SIDD_EXPECTED}; {hint}\n"
+
+
+def test_prepare_gopro_with_the_release_crops(tmp_path: Path):
+    """The release's 512 px / stride 256 sub-images, here 16 px / stride 16 of 32x48 frames: 2 x 3 per frame."""
+    root = make_gopro(tmp_path / "GoPro", "flat")
+    cfg = DataConfig(source="gopro", root=str(root), workers=1, store="patches", patch_size=16, patch_stride=16)
+    stats = prepare(cfg, _paths(tmp_path))
+    assert stats["counts"]["patches"] == 3 * 6 and stats["counts"]["train"] == 3
