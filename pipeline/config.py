@@ -208,7 +208,7 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The ``data`` section: which REDS to index and how to prepare training input."""
+    """The ``data`` section: which data set (task, ``pipeline.tasks``) to index and how to prepare training input."""
 
     SECTION: ClassVar[str] = "data"
 

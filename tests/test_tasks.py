@@ -28,6 +28,8 @@ def test_unknown_task_and_source_are_one_line_errors():
         DataConfig(source="rain14k", root="/x")
     with pytest.raises(ConfigError, match=r"must be the folder of a Rain13K download when data.source is 'rain13k'"):
         DataConfig(source="rain13k")
+    with pytest.raises(ConfigError, match=r"data\.sidd_block: got 8, must be >= 16"):
+        DataConfig(sidd_block=8)
 
 
 def test_protocol_facts_per_task():
