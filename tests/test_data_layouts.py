@@ -523,3 +523,14 @@ def test_prepare_gopro_with_the_release_crops(tmp_path: Path):
     cfg = DataConfig(source="gopro", root=str(root), workers=1, store="patches", patch_size=16, patch_stride=16)
     stats = prepare(cfg, _paths(tmp_path))
     assert stats["counts"]["patches"] == 3 * 6 and stats["counts"]["train"] == 3
+
+
+def test_comparison_sheet_on_rain13k(tmp_path: Path):
+    from pipeline.sheet import comparison_sheet
+
+    val300 = index_rain13k(make_rain13k(tmp_path / "rain13k"), _opts())["val300"]
+    for r in val300.itertuples():
+        write_image(tmp_path / "png8" / f"{r.name}.png", read_image(r.sharp_path))
+    sheet = comparison_sheet(val300, [("m1", tmp_path / "png8")], frames=2, crop=16, zoom=1)
+    # 2 frames x (34 px label + 16 px crop + 4 px gap) high; input | m1 | target: 3 x 16 px + 2 gaps of 4 wide.
+    assert sheet.shape == (2 * (34 + 16 + 4), 3 * 16 + 2 * 4, 3)
