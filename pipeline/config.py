@@ -211,12 +211,12 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The ``data`` section: which REDS to index and how to prepare training input."""
+    """The ``data`` section: which data set (task, ``pipeline.tasks``) to index and how to prepare training input."""
 
     SECTION: ClassVar[str] = "data"
 
-    source: str = "synthetic"  # synthetic | reds
-    root: str = ""  # REDS root for source=reds; ignored for synthetic (paths.synthetic_reds is used)
+    source: str = "synthetic"  # synthetic | reds | gopro | sidd | rain13k (pipeline.tasks: layout + scoring protocol)
+    root: str = ""  # the download's folder for a real data set; ignored for synthetic (paths.synthetic_reds is used)
     workers: int = 2
     store: str = "shards"  # how training reads pairs: shards | frames | patches (pipeline/data/prepare.py)
     shard_frames: int = 1000  # frames per shard file (full REDS train: 24 shards)
@@ -225,17 +225,22 @@ class DataConfig:
     patch_stride: int = 128
     patch_format: str = "png"  # png (compact) | npy (raw memmap, no decoding; raw-size on disk)
     contact_sheet_pairs: int = 4
+    sidd_block: int = 256  # side of the SIDD validation blocks in the .mat arrays (the benchmark's: 256)
     synth: SynthConfig = field(default_factory=SynthConfig)
 
+    SOURCES: ClassVar[tuple[str, ...]] = ("synthetic", "reds", "gopro", "sidd", "rain13k")  # = pipeline.tasks.TASKS
+
     def __post_init__(self):
-        _require_choice(self, "source", ("synthetic", "reds"))
+        _require_choice(self, "source", self.SOURCES)
         _require(
-            self.source != "reds" or bool(self.root),
+            self.source == "synthetic" or bool(self.root),
             self.SECTION,
             "root",
             self.root,
-            "the folder of a REDS download when data.source is 'reds'",
+            f"the folder of a {_SOURCE_LABELS.get(self.source, self.source)} download when data.source is "
+            f"{self.source!r}",
         )
+        _require_counts(self, 16, "sidd_block")
         _require_counts(self, 1, "workers", "patch_stride", "contact_sheet_pairs", "shard_frames")
         _require_counts(self, 0, "patch_size")
         _require_choice(self, "patch_format", ("png", "npy"))
@@ -248,6 +253,9 @@ class DataConfig:
             "> 0 exactly when data.store is 'patches' (it is only read then)",
         )
         _require(8 <= self.shard_block <= 1024, self.SECTION, "shard_block", self.shard_block, "in [8, 1024]")
+
+
+_SOURCE_LABELS = {"reds": "REDS", "gopro": "GoPro", "sidd": "SIDD", "rain13k": "Rain13K"}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Score predictions on the val-300 subset: per-image PSNR/SSIM CSVs and one DVC-metrics summary per model.
+"""Score predictions on the scored split (``val300``): per-image PSNR/SSIM CSVs and one DVC-metrics summary per model.
 
 Submissions contain 8-bit PNGs, so scores are computed on the 8-bit predictions (``png8/``), exactly what would be
-judged, with the public code's conventions (RGB, no border crop; ``pipeline.metrics``). The blurry input is scored
-too, so every number comes with its gain over doing nothing.
+judged, under the protocol of the index's task (``pipeline.tasks``: REDS and the embedded set RGB, no border crop;
+Rain13K the BT.601 luma; ``pipeline.metrics``). The degraded input is scored too, so every number comes with its gain
+over doing nothing. Tasks with several test sets (Rain13K) also get per-set means and the paper's average.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline import metrics
 from pipeline.fileio import atomic_path, read_image, read_json, write_json
 from pipeline.layout import VAL_SPLIT, Layout
+from pipeline.tasks import Task, task_of_index
 
 __all__ = [
     "EvaluationError",
@@ -33,7 +34,7 @@ __all__ = [
     "write_per_image_csv",
 ]
 
-SCORE_COLUMNS = ["name", "psnr", "ssim", "ssim3d"]  # ssim3d: HINet's 3D SSIM (metrics.ssim_hinet3d), paper tables
+SCORE_COLUMNS = ["name", "psnr", "ssim", "ssim3d"]  # ssim3d: the release's SSIM (3D on RGB, 2D replicate on Y: tasks)
 
 
 class EvaluationError(ValueError):
@@ -66,20 +67,37 @@ def _check_scorable(index: pd.DataFrame, column: str) -> None:
         raise EvaluationError(f"index lists frame {dup!r} more than once")
 
 
-def _score_pair(name: str, pred_path: Path, sharp_path: Path, with_ssim: bool) -> dict:
-    """PSNR (and SSIM) of one 8-bit image against its sharp frame; a size mismatch names both files."""
+def _score_pair(
+    name: str, pred_path: Path, sharp_path: Path, with_ssim: bool, task: Task, pred16_path: Path | None = None
+) -> dict:
+    """PSNR (and SSIM) of one 8-bit image against its target under ``task``'s protocol; a size mismatch names both
+    files. ``pred16_path``: a task scored on the unrounded output (SIDD) takes its PSNR from the 16-bit prediction."""
     pred = read_image(pred_path)
     sharp = read_image(sharp_path)
     if pred.shape != sharp.shape:
         raise EvaluationError(
             f"{pred_path}: size {pred.shape[:2]} differs from ground truth {sharp_path} {sharp.shape[:2]}"
         )
-    return {
-        "name": name,
-        "psnr": metrics.psnr(pred, sharp),
-        "ssim": metrics.ssim(pred, sharp) if with_ssim else math.nan,
-        "ssim3d": metrics.ssim_hinet3d(pred, sharp) if with_ssim else math.nan,
-    }
+    scores = task.score(pred, sharp, with_ssim=with_ssim)
+    if pred16_path is not None:
+        from pipeline.fileio import read_image16
+        from pipeline.metrics import psnr_float
+
+        pred16 = read_image16(pred16_path)
+        if pred16.shape != sharp.shape:
+            raise EvaluationError(f"{pred16_path}: size {pred16.shape[:2]} differs from {pred_path} {pred.shape[:2]}")
+        scores["psnr"] = psnr_float(pred16, sharp)
+    return {"name": name, **scores}
+
+
+def index_task(index: pd.DataFrame) -> Task:
+    """The task whose protocol scores ``index`` (its ``task`` column; REDS without one), as an ``EvaluationError``."""
+    from pipeline.tasks import TaskError
+
+    try:
+        return task_of_index(index)
+    except TaskError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def _run(jobs: list, workers: int, desc: str) -> list:
@@ -93,34 +111,43 @@ def _run(jobs: list, workers: int, desc: str) -> list:
 def score_dir(
     pred_png8_dir: str | Path, index: pd.DataFrame, *, workers: int = 1, with_ssim: bool = True
 ) -> pd.DataFrame:
-    """Score ``<pred_png8_dir>/<name>.png`` against each frame's ``sharp_path``: DataFrame[name, psnr, ssim].
+    """Score ``<pred_png8_dir>/<name>.png`` against each frame's ``sharp_path`` under the index's task protocol:
+    DataFrame[name, psnr, ssim, ssim3d].
 
     Every missing prediction is named in one error before any scoring starts. ``with_ssim=False`` leaves SSIM NaN
-    (PSNR alone is enough to rank ensemble members and is much cheaper).
+    (PSNR alone is enough to rank ensemble members and is much cheaper). A task whose release scores the unrounded
+    output (SIDD: ``Task.rounded_output`` false) takes PSNR from the sibling ``png16/`` predictions.
     """
     pred_dir = Path(pred_png8_dir)
     index = load_index(index)
     _check_scorable(index, "sharp_path")
+    task = index_task(index)
     if not pred_dir.is_dir():
         raise EvaluationError(f"{pred_dir}: prediction directory not found")
-    missing = [n for n in index["name"] if not (pred_dir / f"{n}.png").is_file()]
-    if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise EvaluationError(f"{pred_dir}: {len(missing)} of {len(index)} prediction(s) missing: {shown}")
+    pred16_dir = None if task.rounded_output else pred_dir.parent / "png16"
+    for folder in (pred_dir, pred16_dir) if pred16_dir is not None else (pred_dir,):
+        missing = [n for n in index["name"] if not (folder / f"{n}.png").is_file()]
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise EvaluationError(f"{folder}: {len(missing)} of {len(index)} prediction(s) missing: {shown}")
     jobs = [
-        delayed(_score_pair)(n, pred_dir / f"{n}.png", Path(s), with_ssim)
+        delayed(_score_pair)(
+            n, pred_dir / f"{n}.png", Path(s), with_ssim, task, pred16_dir / f"{n}.png" if pred16_dir else None
+        )
         for n, s in zip(index["name"], index["sharp_path"], strict=True)
     ]
     return pd.DataFrame(_run(jobs, workers, f"score {pred_dir.parent.name}"), columns=SCORE_COLUMNS)
 
 
 def score_inputs(index: pd.DataFrame, *, workers: int = 1) -> pd.DataFrame:
-    """Score each blurry input against its sharp frame: the reference every gain is measured from."""
+    """Score each degraded input against its target (the index's task protocol): the reference every gain is measured
+    from."""
     index = load_index(index)
     _check_scorable(index, "sharp_path")
     _check_scorable(index, "blur_path")
+    task = index_task(index)
     jobs = [
-        delayed(_score_pair)(n, Path(b), Path(s), True)
+        delayed(_score_pair)(n, Path(b), Path(s), True, task)
         for n, b, s in zip(index["name"], index["blur_path"], index["sharp_path"], strict=True)
     ]
     return pd.DataFrame(_run(jobs, workers, "score inputs"), columns=SCORE_COLUMNS)
@@ -194,19 +221,33 @@ def read_runtime(pred_dir: str | Path) -> dict:
     return data
 
 
+def _set_report(task: Task, per_image: pd.DataFrame, index: pd.DataFrame) -> dict:
+    """Per-test-set means and the task's reported average of one mode's per-image scores, rounded as summaries are."""
+    sets = index.set_index("name")["test_set"].loc[per_image["name"]].tolist()
+    report = task.report(per_image, sets)
+    return {
+        "test_sets": {k: {**rounded_scores(v), "frames": v["frames"]} for k, v in report["test_sets"].items()},
+        "reported": {**rounded_scores(report["reported"]), "average": report["reported"]["average"]},
+    }
+
+
 def evaluate_model(model_name: str, layout: Layout, modes: Sequence[str], *, workers: int = 1) -> dict:
     """Score every TTA mode of one model on val-300; write ``layout.eval_csv(model, mode)`` and a summary JSON.
 
     Reads the val-300 index, the per-frame input scores the data stage wrote (never rescored here) and each mode's
     8-bit predictions and runtime. The JSON (``layout.eval_metrics(model)``) is shaped for ``dvc metrics show`` /
-    ``diff``: ``{"model", "frames", "tta": {<mode>: {psnr, ssim, ssim3d, gain_db, seconds_per_frame, device, precision,
-    settings}}}``; it is also returned. Model facts (parameters, MACs) stay in the training metrics.
+    ``diff``: ``{"model", "task", "frames", "tta": {<mode>: {psnr, ssim, ssim3d, gain_db, seconds_per_frame, device,
+    precision, settings}}}``; it is also returned. ``psnr`` etc. are means over frames (what the leaderboard's paired
+    intervals resample); a task that reports the average of several test sets (Rain13K) adds per mode ``test_sets``
+    (each set's means and frames) and ``reported`` (the average the paper's table shows). ``task`` keeps rankings of
+    different tasks apart. Model facts (parameters, MACs) stay in the training metrics.
     """
     if not modes:
         raise EvaluationError(f"{model_name}: no TTA modes to evaluate")
     index = load_index(layout.index(VAL_SPLIT))
+    task = index_task(index)
     inputs = read_input_scores(layout.input_scores)
-    result: dict = {"model": model_name, "frames": len(index), "tta": {}}
+    result: dict = {"model": model_name, "task": task.name, "frames": len(index), "tta": {}}
     for mode in modes:
         pred_dir = layout.predictions(model_name, mode, VAL_SPLIT)
         per_image = score_dir(pred_dir / "png8", index, workers=workers)
@@ -223,5 +264,7 @@ def evaluate_model(model_name: str, layout: Layout, modes: Sequence[str], *, wor
             "precision": str(runtime.get("precision", "")),
             "settings": str(runtime.get("tta", mode)),
         }
+        if task.average == "test_sets":
+            result["tta"][mode].update(_set_report(task, per_image, index))
     write_json(layout.eval_metrics(model_name), result)
     return result

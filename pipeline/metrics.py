@@ -8,6 +8,8 @@ different names:
   averaged over the channels. Equals ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2)``.
 - :func:`ssim_hinet3d`: the RGB SSIM of the HINet / NAFNet release, one 3D Gaussian over H, W and C.
+- :func:`ssim_hinet_y`: the release's Y-channel SSIM (``test_y_channel: true``, the deraining protocol): one 2D
+  Gaussian with replicate borders over the whole luma image, not BasicSR's valid region.
 
 Numpy and OpenCV only, no torch: scoring runs in joblib workers that data preparation reuses, and a worker that
 imports torch (~0.5 GB) after its first job looks to loky like a memory leak (it restarts it, warning each time).
@@ -20,7 +22,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["psnr", "rgb_to_y", "ssim", "ssim_hinet3d"]
+__all__ = ["psnr", "psnr_float", "rgb_to_y", "ssim", "ssim_hinet3d", "ssim_hinet_y"]
 
 _WIN = 11  # Gaussian window size of both SSIM conventions
 _SIGMA = 1.5
@@ -87,6 +89,23 @@ def psnr(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0, test_y_channe
     return 10.0 * math.log10(255.0**2 / mse)
 
 
+def psnr_float(pred: np.ndarray, target: np.ndarray) -> float:
+    """PSNR in dB of an unrounded float RGB prediction in [0, 1] against an 8-bit target, peak 1, float64 MSE.
+
+    The release's SIDD protocol (``use_image: false``): the network output is scored before any 8-bit rounding, the
+    target as ``uint8 / 255``. Here ``pred`` is read from the 16-bit predictions (within 7.7e-6 of the output).
+    """
+    if not isinstance(pred, np.ndarray) or not np.issubdtype(pred.dtype, np.floating) or pred.ndim != 3:
+        raise ValueError(f"psnr_float: pred must be a float (H, W, 3) array, got {getattr(pred, 'dtype', type(pred))}")
+    _validate(target, target, 0, "psnr_float")
+    if pred.shape != target.shape:
+        raise ValueError(f"psnr_float: image shapes differ: {pred.shape} vs {target.shape}")
+    mse = float(np.mean((pred.astype(np.float64) - target.astype(np.float64) / 255.0) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(1.0 / mse)
+
+
 def _ssim_map(a: np.ndarray, b: np.ndarray, blur) -> np.ndarray:
     """The SSIM map of two float64 arrays given a local-mean filter ``blur`` (same array shape in and out)."""
     mu1, mu2 = blur(a), blur(b)
@@ -117,6 +136,23 @@ def ssim(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0, test_y_channe
 
     scores = [_ssim_map(a[..., c], b[..., c], blur).mean() for c in range(a.shape[2])]
     return float(np.mean(scores))
+
+
+def ssim_hinet_y(img1: np.ndarray, img2: np.ndarray, crop_border: int = 0) -> float:
+    """The release's SSIM under ``test_y_channel: true`` (``_ssim_cly`` of its ``psnr_ssim.py``): the unrounded
+    BT.601 luma (:func:`rgb_to_y`), an 11x11 Gaussian (sigma 1.5) with replicate borders, mean of the whole map.
+
+    It differs from ``ssim(..., test_y_channel=True)`` (BasicSR: valid region only) at the borders.
+    """
+    _validate(img1, img2, crop_border, "ssim_hinet_y")
+    a = rgb_to_y(_crop(img1, crop_border))[..., 0]
+    b = rgb_to_y(_crop(img2, crop_border))[..., 0]
+    g = _gauss1d()
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(x, cv2.CV_64F, g, g, borderType=cv2.BORDER_REPLICATE)
+
+    return float(_ssim_map(a, b, blur).mean())
 
 
 def _channel_mix_matrix(channels: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The comparison sheet: look, don't read. A few val-300 crops as blurry input | restorations | sharp, with PSNRs.
 
 Frames are spread evenly over val-300 and each crop is the frame's centre, fixed before any score is known, so the
-sheet shows typical frames, not picked ones. Each tile is labelled with its PSNR on that crop (8-bit, RGB).
+sheet shows typical frames, not picked ones. Each tile is labelled with its PSNR on that crop (8-bit, under the
+index's task protocol: RGB for REDS, the luma for Rain13K; ``pipeline.tasks``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.fileio import read_image
-from pipeline.metrics import psnr
+from pipeline.tasks import task_of_index
 
 __all__ = ["comparison_sheet", "sheet_frames"]
 
@@ -52,21 +53,23 @@ def comparison_sheet(
     crop: int = 128,
     zoom: int = 2,
 ) -> np.ndarray:
-    """An RGB uint8 grid: per frame, the blurry input, each ``(label, png8 folder)`` of ``columns``, then sharp.
+    """An RGB uint8 grid: per frame, the degraded input, each ``(label, png8 folder)`` of ``columns``, then sharp.
 
     ``index`` is the val-300 index (name, blur_path, sharp_path). Every restoration must exist for every shown frame
     (a missing file is an error naming it). Crops are enlarged ``zoom`` times (nearest) so pixels stay visible.
     """
+    task = task_of_index(index)
     rows = []
     for name in sheet_frames(list(index["name"]), frames):
         r = index.set_index("name").loc[name]
         sharp = _centre(read_image(r["sharp_path"]), crop)
         tiles = []
-        for title, img in [("blurry input", _centre(read_image(r["blur_path"]), crop))] + [
+        for title, img in [(f"{task.input_label} input", _centre(read_image(r["blur_path"]), crop))] + [
             (label, _centre(read_image(Path(folder) / f"{name}.png"), crop)) for label, folder in columns
         ]:
             title = f"{name} {title}" if not tiles else title
-            tiles.append(_label(_zoom(img, zoom), title, f"{psnr(img, sharp):.2f} dB"))
+            score = task.score(img, sharp, with_ssim=False)["psnr"]
+            tiles.append(_label(_zoom(img, zoom), title, f"{score:.2f} dB"))
         tiles.append(_label(_zoom(sharp, zoom), "sharp", "ground truth"))
         gap = np.full((tiles[0].shape[0], _GAP, 3), 255, np.uint8)
         row = tiles[0]

@@ -158,8 +158,8 @@ def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
     out = evaluate_model("m1", layout, ["plain", "x8"])
     on_disk = json.loads(layout.eval_metrics("m1").read_text())
     assert on_disk == out
-    assert list(out) == ["model", "frames", "tta"]  # input scores: the data stage's files; model facts: train's
-    assert out["model"] == "m1" and out["frames"] == 3
+    assert list(out) == ["model", "task", "frames", "tta"]  # input scores: the data stage's files; model facts: train's
+    assert out["model"] == "m1" and out["task"] == "reds" and out["frames"] == 3  # no task column: REDS
     assert set(out["tta"]) == {"plain", "x8"}
     assert set(out["tta"]["x8"]) == {
         "psnr",

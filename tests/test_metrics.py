@@ -152,7 +152,17 @@ def test_ssim_needs_an_11_pixel_window():
 
 @pytest.mark.parametrize(
     "module",
-    ["pipeline.metrics", "pipeline.evaluate", "pipeline.data.reds", "pipeline.data.synth", "pipeline.data.shards"],
+    [
+        "pipeline.metrics",
+        "pipeline.evaluate",
+        "pipeline.tasks",
+        "pipeline.data.reds",
+        "pipeline.data.gopro",
+        "pipeline.data.sidd",
+        "pipeline.data.rain13k",
+        "pipeline.data.synth",
+        "pipeline.data.shards",
+    ],
 )
 def test_worker_modules_do_not_import_torch(module):
     # joblib's loky workers are reused across the data stage's jobs; one that imports torch (~0.5 GB) after its first

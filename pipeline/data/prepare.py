@@ -1,8 +1,10 @@
-"""The data stage: get a REDS tree (synthesize the embedded one, or use a real download), validate and index it,
-extract training patches, and report statistics and a contact sheet.
+"""The data stage: get a tree (synthesize the embedded REDS-like one, or use a download of REDS, GoPro, SIDD or
+Rain13K: ``data.source`` names the task, ``pipeline.tasks`` its indexer), validate and index it, extract training
+patches, and report statistics and a contact sheet.
 
 Outputs (all atomic; on any failure none of them is left looking finished):
-``paths.data/index/{train,val,val300,test300}.csv`` (paths relative to the REDS root, with each file's md5),
+``paths.data/index/{train,val,val300,test300}.csv`` (paths relative to the data root, with each file's md5; other
+tasks than REDS add the ``task`` and ``test_set`` columns), ``paths.data/blocks/`` (SIDD: the .mat blocks as PNGs),
 ``paths.data/index/root.json`` (the root), ``paths.data/index/val300.json`` (the val-300 input scores' means),
 ``paths.data/index/val300_inputs.csv`` (each val-300 input's scores, computed only here),
 ``paths.data/shards/`` (training pairs in a few block-compressed files, with ``index.json``; an index of no shards
@@ -23,25 +25,29 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig, PathsConfig
+from pipeline.data.layouts import IndexOptions
 from pipeline.data.patches import PATCH_COLUMNS, extract_patches
 from pipeline.data.pool import load_pool
-from pipeline.data.reds import ROOT_FILE, index_reds, relative_index
+from pipeline.data.reds import ROOT_FILE, relative_index
 from pipeline.data.shards import write_shards
 from pipeline.data.synth import manifest_matches, synthesize_reds
 from pipeline.evaluate import write_input_scores
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
 from pipeline.layout import Layout
+from pipeline.tasks import Task, get_task
 
 __all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare"]
 
 METRICS = "data.json"
 CONTACT_SHEET = "data_contact_sheet.png"
 _TILE_WIDTH = 320
+_DERIVED = "blocks"  # paths.data/blocks: files an indexer derives from the download (SIDD's .mat blocks as PNGs)
 
 
 def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[dict, pd.DataFrame]:
-    """Mean PSNR / SSIM / SSIM3D (RGB, no border crop, BasicSR SSIM) of the blurry frames against the sharp ones, and
-    the per-frame scores they average (written once here; evaluate, ensemble and the leaderboard read them)."""
+    """Mean PSNR / SSIM / SSIM3D of the degraded inputs against their targets under the index's task protocol (REDS:
+    RGB, no border crop), and the per-frame scores they average (written once here; evaluate, ensemble and the
+    leaderboard read them)."""
     from pipeline.evaluate import score_inputs
 
     if table.empty:
@@ -57,10 +63,10 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([strip, img])
 
 
-def contact_sheet(table: pd.DataFrame, pairs: int) -> np.ndarray:
-    """An RGB uint8 grid of ``pairs`` (blurry | sharp) rows spread over ``table``, labelled with name and PSNR."""
-    from pipeline.metrics import psnr
-
+def contact_sheet(table: pd.DataFrame, pairs: int, task: Task | None = None) -> np.ndarray:
+    """An RGB uint8 grid of ``pairs`` (input | target) rows spread over ``table``, labelled with name and PSNR (under
+    ``task``'s protocol; default REDS)."""
+    task = task or get_task("reds")
     if table.empty or pairs < 1:
         raise ValueError(f"contact_sheet: need a non-empty table and pairs >= 1, got {len(table)} rows, {pairs}")
     picks = np.unique(np.linspace(0, len(table) - 1, min(pairs, len(table))).round().astype(int))
@@ -68,13 +74,15 @@ def contact_sheet(table: pd.DataFrame, pairs: int) -> np.ndarray:
     for i in picks:
         r = table.iloc[int(i)]
         blur, sharp = read_image(r["blur_path"]), read_image(r["sharp_path"])
-        score = psnr(blur, sharp)
+        score = task.score(blur, sharp, with_ssim=False)["psnr"]
         h = round(blur.shape[0] * _TILE_WIDTH / blur.shape[1])
         blur_t = cv2.resize(blur, (_TILE_WIDTH, h), interpolation=cv2.INTER_AREA)
         sharp_t = cv2.resize(sharp, (_TILE_WIDTH, h), interpolation=cv2.INTER_AREA)
         gap = np.full((h + 22, 4, 3), 255, np.uint8)
         rows.append(
-            np.hstack([_label(blur_t, f"{r['name']} blurry+JPEG  {score:.2f} dB"), gap, _label(sharp_t, "sharp")])
+            np.hstack(
+                [_label(blur_t, f"{r['name']} {task.input_label}  {score:.2f} dB"), gap, _label(sharp_t, "sharp")]
+            )
         )
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
@@ -88,6 +96,16 @@ def _remove_outputs(paths: PathsConfig) -> None:
         f.unlink(missing_ok=True)
 
 
+def _at_final(table: pd.DataFrame, tmp: Path, final: Path) -> pd.DataFrame:
+    """``table`` with paths of files derived under ``tmp`` (SIDD's blocks) pointing where the atomic rename puts them
+    (absolute); the tables keep the ``tmp`` paths while the stage still reads them."""
+    before, after = str(tmp.resolve()), str(final.resolve())
+    out = table.copy()
+    for col in ("blur_path", "sharp_path"):
+        out[col] = [after + p[len(before) :] if p.startswith(before + "/") else p for p in out[col]]
+    return out
+
+
 def _nested(inner: Path, outer: Path) -> Path | None:
     """``inner`` relative to ``outer`` when it lies inside it, else None."""
     inner, outer = inner.resolve(), outer.resolve()
@@ -99,7 +117,10 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
 
     With ``source=synthetic`` the tree is rendered into ``paths.synthetic_reds``; when that lies inside
     ``paths.data`` it is rebuilt with it (same atomic rename), otherwise it is reused while its manifest matches.
+    Any other source is indexed by its task's indexer (``pipeline.tasks``), which stops with one error naming every
+    bad file before anything is written.
     """
+    task = get_task(cfg.source)
     data_dir = Path(paths.data)
     synth_root = Path(paths.synthetic_reds)
     nested = _nested(synth_root, data_dir) if cfg.source == "synthetic" else None
@@ -113,12 +134,13 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         built = root
         if nested is not None:
             built = synthesize_reds(cfg.synth, tmp / nested, workers=cfg.workers)
-        tables = index_reds(built, workers=cfg.workers)
+        tables = task.index(built, IndexOptions(cfg.workers, tmp / _DERIVED, cfg.sidd_block))
         if tables["val300"].empty:
             raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
         (tmp / "index").mkdir()
         for split, table in tables.items():
-            relative_index(table, built).to_csv(tmp / "index" / f"{split}.csv", index=False)
+            final = _at_final(table, tmp / _DERIVED, data_dir / _DERIVED)
+            relative_index(final, built).to_csv(tmp / "index" / f"{split}.csv", index=False)
         write_json(tmp / "index" / ROOT_FILE, {"root": str(root)})
         patches = 0
         shards = write_shards(
@@ -146,6 +168,7 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         inputs, per_input = input_scores(val300, workers=cfg.workers)
         stats = {
             "source": cfg.source,
+            "task": task.name,
             "frame_height": int(val300["height"].iloc[0]),
             "frame_width": int(val300["width"].iloc[0]),
             "counts": {
@@ -162,7 +185,9 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
             "patch": {"size": cfg.patch_size, "stride": cfg.patch_stride, "format": cfg.patch_format},
             "input": inputs,
         }
-        sheet = contact_sheet(val300, cfg.contact_sheet_pairs)
+        if "test_set" in val300:
+            stats["counts"]["test_sets"] = {k: int(v) for k, v in val300["test_set"].value_counts(sort=False).items()}
+        sheet = contact_sheet(val300, cfg.contact_sheet_pairs, task)
         write_json(tmp / "stats.json", stats)
         layout = Layout(paths)
         write_json(tmp / "index" / layout.input_summary.name, {"input": stats["input"]})

@@ -27,7 +27,9 @@ __all__ = [
     "DatasetError",
     "has_frames",
     "index_reds",
+    "index_reds_layout",
     "is_val300_frame",
+    "probe_images",
     "read_index",
     "relative_index",
     "resolve_paths",
@@ -49,12 +51,15 @@ _BLUR_EXT, _SHARP_EXT = ".jpg", ".png"
 
 
 class DatasetError(ValueError):
-    """A data set failed validation; ``problems`` lists every issue, each naming the offending path."""
+    """A data set failed validation; ``problems`` lists every issue, each naming the offending path.
 
-    def __init__(self, root: str | Path, problems: list[str]):
+    ``what`` names the data set in the message (REDS, GoPro, SIDD, Rain13K), so one error class serves every layout.
+    """
+
+    def __init__(self, root: str | Path, problems: list[str], *, what: str = "REDS"):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{root}: REDS validation found {len(self.problems)} problem(s):\n{lines}")
+        super().__init__(f"{root}: {what} validation found {len(self.problems)} problem(s):\n{lines}")
 
 
 def is_val300_frame(frame: str | int) -> bool:
@@ -172,12 +177,15 @@ def _probe_chunk(paths: list[str]) -> list[tuple[str, int, int, str, str]]:
     return [_probe(p) for p in paths]
 
 
-def _probe_many(paths: list[str], workers: int) -> dict[str, tuple[int, int, str, str]]:
+def probe_images(
+    paths: list[str], workers: int, desc: str = "validate REDS images"
+) -> dict[str, tuple[int, int, str, str]]:
+    """Decode every image in ``paths`` over ``workers`` processes: path -> (height, width, md5, error or '')."""
     chunk = max(1, min(64, len(paths) // (4 * max(1, workers)) or 1))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     results = Parallel(n_jobs=workers, return_as="generator")(delayed(_probe_chunk)(c) for c in chunks)
     out = {}
-    with tqdm(total=len(paths), desc="validate REDS images", unit="img", disable=None) as bar:
+    with tqdm(total=len(paths), desc=desc, unit="img", disable=None) as bar:
         for batch in results:
             for path, h, w, digest, err in batch:
                 out[path] = (h, w, digest, err)
@@ -213,12 +221,26 @@ def has_frames(index_csv: str | Path) -> bool:
 
 
 def relative_index(table: pd.DataFrame, root: str | Path) -> pd.DataFrame:
-    """``table`` with its paths made relative to ``root`` (what the data stage writes; see :func:`read_index`)."""
+    """``table`` with its paths made relative to ``root`` (what the data stage writes; see :func:`read_index`); absolute
+    paths outside ``root`` are kept."""
     root = Path(root)
     out = table.copy()
     for col in ("blur_path", "sharp_path"):
-        out[col] = [Path(p).relative_to(root).as_posix() if p else p for p in out[col]]
+        out[col] = [_relative(p, root) for p in out[col]]
     return out
+
+
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root``; an absolute path outside it (files the data stage derived, such as SIDD's
+    blocks under ``paths.data``) stays absolute, which :func:`resolve_paths` returns as stored."""
+    if not path:
+        return path
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        if Path(path).is_absolute():
+            return path
+        raise
 
 
 def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]:
@@ -234,7 +256,7 @@ def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]
     problems: list[str] = []
     rows = {split: _pair_split(root, split, problems) for split in SPLITS}
     paths = [r[k] for split_rows in rows.values() for r in split_rows for k in ("blur_path", "sharp_path") if r[k]]
-    probed = _probe_many(paths, workers) if paths else {}
+    probed = probe_images(paths, workers) if paths else {}
     for split_rows in rows.values():
         for r in split_rows:
             bh, bw, bmd5, berr = probed[r["blur_path"]]
@@ -257,3 +279,9 @@ def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]
         "val300": select_val300(tables["val"]),
         "test300": select_val300(tables["test"]),
     }
+
+
+def index_reds_layout(root: str | Path, options) -> dict[str, pd.DataFrame]:
+    """:func:`index_reds` under the indexer signature of ``pipeline.tasks`` (``options``: ``IndexOptions``); the tables
+    keep exactly REDS's columns, so the default pipeline's index files stay as they were."""
+    return index_reds(root, workers=options.workers)
