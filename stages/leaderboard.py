@@ -8,7 +8,7 @@ from pipeline.data.reds import read_index
 from pipeline.fileio import write_image
 from pipeline.ladder import BASE_ENTRY, read_per_frame, seed_spreads, step_table
 from pipeline.layout import BASE, VAL_SPLIT, Layout
-from pipeline.leaderboard import build_leaderboard, write_leaderboard
+from pipeline.leaderboard import build_leaderboard, per_test_set_table, write_leaderboard
 from pipeline.leaderboard.sources import per_source_table, read_sources
 from pipeline.predictions import PredictionFolder
 from pipeline.sheet import comparison_sheet
@@ -21,9 +21,10 @@ def main() -> None:
     models = list(params.models)
     members = list(params.ensemble.members or models)
     per_frame = read_per_frame(layout, models, tta.ladder)
+    eval_jsons = [*(layout.eval_metrics(m) for m in models), layout.eval_metrics(BASE)]
     table = build_leaderboard(
         data_json=layout.data_metrics,
-        eval_jsons=[*(layout.eval_metrics(m) for m in models), layout.eval_metrics(BASE)],
+        eval_jsons=eval_jsons,
         train_jsons=[*(layout.train_metrics(m) for m in models), layout.base_provenance],
         ensemble_json=layout.ensemble_metrics,
         crops=tta.crops,
@@ -40,6 +41,7 @@ def main() -> None:
         spreads=seed_spreads(per_frame, members, tta.ladder),
         per_frame=per_frame,
         per_source=None if sources is None else per_source_table(per_frame, sources, list(dict.fromkeys(entries))),
+        test_sets=per_test_set_table(eval_jsons),
     )
     # Look, don't read: the best member by plain PSNR, without and with the submit TTA, and the ensemble.
     columns = [

@@ -21,6 +21,7 @@ from pipeline.leaderboard import (
     main,
     merge_experiments,
     pareto_front,
+    per_test_set_table,
     pivot_psnr,
     write_leaderboard,
 )
@@ -143,6 +144,7 @@ def test_write_leaderboard_files(metrics_files, tmp_path):
         "base_psnr": None,
         "input_psnr": 25.0,
         "n_rows": 7,
+        "task": "synthetic",
     }
     back = pd.read_csv(paths["csv"])
     assert list(back.columns) == COLUMNS and list(back["entry"]) == list(df["entry"])
@@ -216,7 +218,7 @@ def test_ablation_ladder_intervals_pair_the_base_with_input_and_member(metrics_f
 
 def test_merge_experiments_on_recorded_dvc_output():
     df = merge_experiments(json.loads(SAMPLE.read_text()))
-    base = ["experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
+    base = ["task", "experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
     assert list(df.columns) == base + ["seconds_per_frame", "device", "ensemble.fit", "tta.crops.n", "tta.ladder"]
     # The workspace repeats the last experiment and is dropped; 'noladdercrops' has no crops rows.
     counts = df["experiment"].value_counts().to_dict()
@@ -235,7 +237,7 @@ def test_merge_experiments_on_recorded_dvc_output():
     wide = pivot_psnr(df)
     assert list(wide.columns) == ["input", "a/plain", "a/x8", "a/x8+crops", "b/plain", "b/x8", "b/x8+crops",
                                   "ensemble"]  # fmt: skip
-    assert math.isnan(wide.loc["noladdercrops", "a/x8+crops"])
+    assert math.isnan(wide.loc[("reds", "noladdercrops"), "a/x8+crops"])
 
 
 def test_merge_cli_reads_json_and_writes_csv(tmp_path, capsys):
@@ -280,3 +282,41 @@ def test_per_source_table_counts_gains_and_losses_per_photo():
     assert table["m/plain gain_db"].tolist() == pytest.approx([1.0, -0.25])  # (2 + 1 + 0) / 3; (-1 + 0.5) / 2
     assert table["m/plain below_input"].tolist() == [0, 1]
     assert frames_below_input(per_frame, "m/plain") == (1, 5)
+
+
+def test_task_and_test_set_columns(metrics_files):
+    df = build(metrics_files)
+    assert set(df["task"]) == {"synthetic"} and set(df["test_set"]) == {"val300"}
+    write_json(metrics_files / "data.json", {"task": "synthetic", "synth_task": "denoise", "input": {"psnr": 25.0,
+                                             "ssim": 0.7, "ssim3d": 0.8}})  # fmt: skip
+    assert set(build(metrics_files)["task"]) == {"synthetic/denoise"}
+    write_json(metrics_files / "data.json", {"task": "gopro", "input": {"psnr": 25.0, "ssim": 0.7, "ssim3d": 0.8}})
+    assert set(build(metrics_files)["test_set"]) == {"GoPro"}
+
+
+def test_several_test_sets_get_their_own_table(metrics_files, tmp_path):
+    sets = {"Rain100H": {"psnr": 20.0, "ssim": 0.6, "ssim3d": 0.6, "frames": 2},
+            "Rain100L": {"psnr": 30.0, "ssim": 0.9, "ssim3d": 0.9, "frames": 4}}  # fmt: skip
+    reported = {"psnr": 25.0, "ssim": 0.75, "ssim3d": 0.75, "average": "test_sets"}
+    rain = {"model": "wide", "task": "rain13k", "frames": 6,
+            "tta": {"plain": {**mode(26.667, 1.0), "test_sets": sets, "reported": reported}}}  # fmt: skip
+    write_json(metrics_files / "eval/rain.json", rain)
+    write_json(metrics_files / "data.json", {"task": "rain13k", "input": {"psnr": 25.0, "ssim": 0.7, "ssim3d": 0.8}})
+    df = build_leaderboard(data_json=metrics_files / "data.json", eval_jsons=[metrics_files / "eval/rain.json"],
+                           train_jsons=[metrics_files / "train/wide.json"])  # fmt: skip
+    assert df.set_index("entry").loc["wide/plain", "test_set"] == "all 2 sets"
+    assert df.set_index("entry").loc["input", "test_set"] == "all 5 sets"  # the task's sets (pipeline.tasks)
+    table = per_test_set_table([metrics_files / "eval/rain.json"])
+    assert list(table["test_set"]) == ["Rain100H", "Rain100L", "reported (test_sets)"]
+    assert list(table["psnr"]) == [20.0, 30.0, 25.0] and list(table["frames"][:2]) == [2, 4]
+    paths = write_leaderboard(df, tmp_path / "out", test_sets=table)
+    assert pd.read_csv(paths["test_sets"])["test_set"].tolist() == list(table["test_set"])
+    assert "## By test set" in paths["md"].read_text()
+
+
+def test_one_ranking_never_mixes_tasks(metrics_files):
+    other = {"model": "slim", "task": "sidd", "frames": 12, "tta": {"plain": mode(26.0, 0.5)}}
+    write_json(metrics_files / "eval/slim.json", other)
+    write_json(metrics_files / "eval/wide.json", {**other, "model": "wide", "task": "gopro"})
+    with pytest.raises(LeaderboardError, match=r"several tasks \['gopro', 'sidd'\]"):
+        build(metrics_files)

@@ -9,6 +9,8 @@ from pipeline.leaderboard.table import (
     ablation_ladder,
     build_leaderboard,
     pareto_front,
+    per_test_set_table,
+    task_label,
     write_leaderboard,
 )
 
@@ -23,5 +25,7 @@ __all__ = [
     "pivot_psnr",
     "plot_ladder",
     "plot_pareto",
+    "task_label",
+    "per_test_set_table",
     "write_leaderboard",
 ]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.cli import reports_user_errors
 from pipeline.fileio import atomic_path
-from pipeline.leaderboard.table import LeaderboardError
+from pipeline.leaderboard.table import LeaderboardError, task_label
 
 __all__ = ["main", "merge_experiments", "pivot_psnr"]
 
@@ -52,8 +52,9 @@ def _records(exp_show) -> list[dict]:
 
 
 def _metric_rows(metrics: dict) -> list[dict]:
-    """Leaderboard rows (input, model x mode, ensemble) found in one experiment's metrics files."""
-    rows, input_row = [], None
+    """Leaderboard rows (input, model x mode, ensemble) found in one experiment's metrics files, each with the task
+    its data stage describes (``metrics/data.json``)."""
+    rows, input_row, task = [], None, ""
     for path, payload in metrics.items():
         data = (payload or {}).get("data")
         if not isinstance(data, dict):
@@ -61,6 +62,7 @@ def _metric_rows(metrics: dict) -> list[dict]:
         stem = Path(path).stem
         if stem == "data" and isinstance(data.get("input"), dict):  # the data stage's input scores
             input_row = _input_row(data["input"])
+            task = task_label(data)
             continue
         modes = data.get("tta")
         if isinstance(modes, dict) and any(isinstance(v, dict) and "psnr" in v for v in modes.values()):
@@ -73,7 +75,7 @@ def _metric_rows(metrics: dict) -> list[dict]:
         elif "psnr" in data and (stem == "ensemble" or "best_member_psnr" in data):
             weights = data.get("weights") if isinstance(data.get("weights"), dict) else {}
             rows.append({"entry": "ensemble", "model": "+".join(weights), "tta": "ensemble", **_pick(data)})
-    return ([input_row] if input_row else []) + rows
+    return [{"task": task or "reds", **r} for r in ([input_row] if input_row else []) + rows]
 
 
 def _input_row(scores: dict) -> dict:
@@ -132,18 +134,21 @@ def merge_experiments(exp_show_json: list | dict) -> pd.DataFrame:
                     **{k: r["params"].get(k) for k in differing},
                 }
             )
-    base = ["experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
+    base = ["task", "experiment", "rev", "baseline", "kind", "entry", "model", "tta", "psnr", "ssim", "gain_db"]
     cols = base + ["seconds_per_frame", "device", *differing]
     df = pd.DataFrame(out, columns=cols)
-    return df.sort_values("psnr", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    # One ranking per task: tasks never interleave (a denoising PSNR does not outrank a deblurring one).
+    df = df.sort_values("psnr", ascending=False, kind="stable", na_position="last")
+    return df.sort_values("task", kind="stable").reset_index(drop=True)
 
 
 def pivot_psnr(merged: pd.DataFrame) -> pd.DataFrame:
     """Wide view of :func:`merge_experiments`: one row per experiment, one PSNR column per entry, best first."""
-    wide = merged.pivot_table(index="experiment", columns="entry", values="psnr", aggfunc="first", sort=False)
+    wide = merged.pivot_table(index=["task", "experiment"], columns="entry", values="psnr", aggfunc="first", sort=False)
     order = ["input"] + sorted(c for c in wide.columns if c not in ("input", "ensemble")) + ["ensemble"]
     wide = wide[[c for c in order if c in wide.columns]]
-    return wide.loc[wide.max(axis=1).sort_values(ascending=False, kind="stable").index]
+    order = wide.max(axis=1).sort_values(ascending=False, kind="stable").index
+    return wide.loc[sorted(order, key=lambda k: k[0])] if len(order) else wide
 
 
 @reports_user_errors

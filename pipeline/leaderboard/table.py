@@ -24,6 +24,7 @@ from pipeline.ladder import BASE_ENTRY, STEP_COLUMNS
 from pipeline.layout import BASE
 from pipeline.leaderboard.charts import plot_ladder, plot_pareto
 from pipeline.stats import paired_gain
+from pipeline.tasks import TASKS
 
 __all__ = [
     "COLUMNS",
@@ -31,11 +32,15 @@ __all__ = [
     "ablation_ladder",
     "build_leaderboard",
     "pareto_front",
+    "task_label",
+    "per_test_set_table",
     "write_leaderboard",
 ]
 
 COLUMNS = [
     "rank",
+    "task",
+    "test_set",
     "entry",
     "model",
     "tta",
@@ -61,6 +66,47 @@ SSIM_NOTE = (
 
 class LeaderboardError(ValueError):
     """A metrics file or experiment record cannot be read into the leaderboard; the message names it."""
+
+
+def task_label(stats: dict) -> str:
+    """The task a data stage's statistics (``metrics/data.json``) describe: its ``task`` (``data.source``), with the
+    embedded set's degradation after a slash (``synthetic/denoise``); rankings of different labels never mix."""
+    task = str(stats.get("task") or stats.get("source") or "reds")
+    synth = stats.get("synth_task")
+    return f"{task}/{synth}" if task == "synthetic" and synth else task
+
+
+def _test_set_label(task: str, row: dict | None = None) -> str:
+    """What a row's scores average: the task's one test set (``pipeline.tasks``), or ``all N sets`` for a task that
+    reports several (Rain13K; each set's scores are in ``leaderboard_test_sets.csv``)."""
+    sets = (row or {}).get("test_sets")
+    if isinstance(sets, dict) and len(sets) > 1:
+        return f"all {len(sets)} sets"
+    if isinstance(sets, dict) and sets:
+        return str(next(iter(sets)))
+    name = task.split("/")[0]
+    known = TASKS[name].test_set_names if name in TASKS else ("val300",)
+    return known[0] if len(known) == 1 else f"all {len(known)} sets"
+
+
+def per_test_set_table(eval_jsons: Sequence[str | Path]) -> pd.DataFrame:
+    """Per test set of a task that reports several (Rain13K): one row per entry x set (its means and frames) plus the
+    task's reported average; empty for single-set tasks."""
+    rows = []
+    for p in eval_jsons:
+        ev = _read_json(p)
+        model = str(ev.get("model", Path(p).stem))
+        for mode, row in (ev.get("tta") or {}).items():
+            for name, sc in (row.get("test_sets") or {}).items():
+                rows.append({"entry": f"{model}/{mode}", "test_set": name, **{k: sc.get(k) for k in _SET_FIELDS}})
+            if row.get("test_sets") and isinstance(row.get("reported"), dict):
+                rep = row["reported"]
+                label = f"reported ({rep.get('average', '')})"
+                rows.append({"entry": f"{model}/{mode}", "test_set": label, **{k: rep.get(k) for k in _SET_FIELDS}})
+    return pd.DataFrame(rows, columns=["entry", "test_set", *_SET_FIELDS])
+
+
+_SET_FIELDS = ("psnr", "ssim", "ssim3d", "frames")
 
 
 def _read_json(path: str | Path) -> dict:
@@ -140,9 +186,12 @@ def build_leaderboard(
     ens = _read_json(ensemble_json) if ensemble_json else None
 
     rows = []
+    task = ""
     if data_json is not None:
         path = Path(data_json)
-        scores = _read_json(path).get("input")
+        stats = _read_json(path)
+        task = task_label(stats)
+        scores = stats.get("input")
         if not isinstance(scores, dict) or not {"psnr", "ssim", "ssim3d"} <= set(scores):
             raise LeaderboardError(f"{path}: no 'input' scores (psnr, ssim, ssim3d) of the blurry val-300 frames")
         shown = rounded_scores(scores)
@@ -164,6 +213,10 @@ def build_leaderboard(
             }
         )
 
+    scored_tasks = {str(ev["task"]) for _, ev in evals if ev.get("task")}
+    if len(scored_tasks) > 1:
+        listed = ", ".join(f"{p} ({ev.get('task')})" for p, ev in evals)
+        raise LeaderboardError(f"evaluations of several tasks {sorted(scored_tasks)} in one ranking: {listed}")
     for path, ev in evals:
         model = str(ev.get("model", path.stem))
         modes = ev.get("tta")
@@ -174,6 +227,7 @@ def build_leaderboard(
             settings = " ".join(s for s in (_model_settings(tr), _tta_settings(mode, row, crops)) if s)
             rows.append(
                 {
+                    "test_set": _test_set_label(task or str(ev.get("task", "")), row),
                     "entry": f"{model}/{mode}",
                     "model": model,
                     "tta": mode,
@@ -195,6 +249,10 @@ def build_leaderboard(
     if not rows:
         raise LeaderboardError("nothing to rank: no evaluation, ensemble or input scores given")
     df = pd.DataFrame(rows)
+    df["task"] = task = task or next(iter(scored_tasks), "reds")
+    if "test_set" not in df:
+        df["test_set"] = math.nan
+    df["test_set"] = df["test_set"].fillna(_test_set_label(task))
     df["gain_ci_low"], df["gain_ci_high"] = math.nan, math.nan
     if per_frame is not None and "input" in per_frame:
         for i, entry in df["entry"].items():
@@ -335,7 +393,8 @@ def _markdown(df: pd.DataFrame, steps: pd.DataFrame | None = None, spreads: dict
     numeric = {"rank", "psnr", "ssim", "SSIM3D", "gain dB", "params", "GMACs@256", "s/frame"}
     align = ["right" if c in numeric else "left" for c in show.columns]
     table = show.to_markdown(index=False, disable_numparse=True, colalign=align)
-    text = f"# Leaderboard (val-300)\n\n{table}\n\n{SSIM_NOTE} `pareto` *: on the Pareto front.\n"
+    scope = ", ".join(dict.fromkeys([*df.get("task", []), *df.get("test_set", [])])) or "val-300"
+    text = f"# Leaderboard ({scope})\n\n{table}\n\n{SSIM_NOTE} `pareto` *: on the Pareto front.\n"
     if steps is not None and len(steps):
         st = steps.copy()
         st["gain_db"] = st["gain_db"].map(lambda v: f"{v:+.4f}")
@@ -366,9 +425,12 @@ def write_leaderboard(
     spreads: dict | None = None,
     per_frame: dict[str, pd.DataFrame] | None = None,
     per_source: pd.DataFrame | None = None,
+    test_sets: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write leaderboard.csv/.md/.json, ladder_steps.csv, ablation_ladder.png and pareto.png, each atomically.
 
+    ``test_sets`` (:func:`per_test_set_table`, non-empty for a task that reports several sets) adds
+    ``leaderboard_test_sets.csv`` and its Markdown section.
     ``steps`` (:func:`pipeline.ladder.step_table`) and ``spreads`` (:func:`pipeline.ladder.seed_spreads`) add the
     paired statistics; ``per_frame`` adds the intervals to the ablation-ladder chart; ``per_source``
     (:func:`pipeline.leaderboard.sources.per_source_table`) adds ``per_source.csv`` and its Markdown section.
@@ -402,6 +464,14 @@ def write_leaderboard(
             + per_source.to_markdown(index=False, floatfmt="+.3f")
             + "\n"
         )
+    if test_sets is not None and len(test_sets):
+        paths["test_sets"] = out / "leaderboard_test_sets.csv"
+        with atomic_path(paths["test_sets"]) as tmp:
+            test_sets.to_csv(tmp, index=False)
+        text += (
+            "\n## By test set\n\nEach entry's means per test set and the average the task reports (its paper's "
+            "row).\n\n" + test_sets.to_markdown(index=False, floatfmt=".4f") + "\n"
+        )
     write_text(paths["md"], text)
     ladder = ablation_ladder(df, per_frame)
     plot_ladder(ladder, paths["ladder"])
@@ -425,6 +495,7 @@ def write_leaderboard(
         "base_psnr": None if base is None else round(float(base["psnr"]), 4),
         "input_psnr": None if inp is None else round(float(inp["psnr"]), 4),
         "n_rows": len(df),
+        "task": str(df["task"].iloc[0]) if "task" in df and len(df) else None,
     }
     if len(steps):
         summary["steps"] = {
