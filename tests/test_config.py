@@ -318,3 +318,22 @@ def test_the_base_is_scored_in_the_plain_mode_with_only_the_tta_keys_that_mode_r
     paths = load_params(REPO / "params.yaml").paths
     pretrain = TrainOutputs.for_pretrain(paths)
     assert (Layout(paths).base_weights, Layout(paths).base_provenance) == (pretrain.weights, pretrain.metrics)
+
+
+@pytest.mark.parametrize(
+    ("preset", "source", "variant", "seed", "betas", "min_lr", "warmup", "loss", "weights"),
+    [
+        ("gopro-public", "gopro", "hinet-1x", 10, (0.9, 0.99), 1e-7, 0, "psnr", (0.5, 0.5)),
+        ("sidd-public", "sidd", "hinet-1x-sidd", 100, (0.9, 0.999), 1e-6, 0, "l1", (1.0, 1.0)),
+        ("rain13k-public", "rain13k", "hinet-1x-rain13k", 10, (0.9, 0.99), 1e-7, 10_000, "psnr", (0.5, 0.5)),
+    ],
+)
+def test_public_task_recipes_are_expressed_exactly(preset, source, variant, seed, betas, min_lr, warmup, loss, weights):
+    # megvii-model/HINet options/train/{GoPro,SIDD,Rain13k}/HINet.yml: 400k iterations, 8 per GPU on 8 GPUs, 256 px,
+    # Adam 2e-4, no weight decay, grad-norm clip 0.01 (image_restoration_model.py's default).
+    params = load_params(REPO / "presets" / f"{preset}.yaml")
+    cfg = params.models["hinet"]
+    assert params.data.source == source and params.launch.processes == 8
+    assert (cfg.variant, cfg.steps, cfg.global_batch, cfg.patch_size, cfg.seed) == (variant, 400_000, 64, 256, seed)
+    assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.weight_decay, cfg.grad_clip) == ("adam", 2e-4, betas, 0.0, 0.01)
+    assert (cfg.min_lr, cfg.warmup_steps, cfg.loss, cfg.stage_weights) == (min_lr, warmup, loss, weights)
