@@ -31,6 +31,7 @@ _PROJECT_ERRORS = {
     "pipeline.predictions": "PredictionsError",
     "pipeline.leaderboard": "LeaderboardError",
     "pipeline.tasks": "TaskError",
+    "pipeline.paper": "PaperError",
 }
 # A folder that cannot be written or read, a missing input: the user's environment, not the code.
 _FILE_ERRORS = (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)

@@ -8,7 +8,10 @@ The format (REDS Track 2 test phase): one zip holding, at its root, one 8-bit RG
     Extra Data [1] / No Extra Data [0] : 0
     Other description : HINet ...
 
-``check`` reports every problem at once, so one run shows all that is wrong with a zip. Command line::
+Tasks whose results are one folder per test set (``pipeline.tasks``: GoPro, SIDD, Rain13K) are packaged instead as a
+zip of ``<test set>/<input stem>.png`` (``Task.result_path``), the folder layout their public evaluation reads once
+unzipped; no readme (that is NTIRE's). ``check`` and ``check_results`` report every problem at once, so one run shows
+all that is wrong with a zip. Command line::
 
     python -m pipeline.submission check submission.zip --frames data/prepared/index/test300.csv
 """
@@ -35,15 +38,19 @@ from pipeline.data.reds import is_val300_frame, read_index
 from pipeline.fileio import atomic_path
 from pipeline.layout import Layout
 from pipeline.predictions import PredictionFolder
+from pipeline.tasks import Task, task_of_index
 
 __all__ = [
     "README_FIELDS",
     "build_submission",
     "check",
+    "check_results",
     "describe_run",
     "expected_frames",
     "main",
     "package",
+    "package_results",
+    "result_members",
     "write_readme_text",
 ]
 
@@ -94,6 +101,37 @@ def _png_format_problem(data: bytes) -> str | None:
     return None
 
 
+def _check_predictions(paths: list[Path], zip_path: Path) -> None:
+    """Every prediction must exist and be an 8-bit RGB PNG; otherwise one ValueError lists the offenders."""
+    missing, bad = [], []
+    for path in paths:
+        if not path.is_file():
+            missing.append(str(path))
+            continue
+        with path.open("rb") as fh:
+            problem = _png_format_problem(fh.read(32))
+        if problem:
+            bad.append(f"{path} {problem}")
+    if missing or bad:
+        lines = [f"missing prediction {p}" for p in missing] + bad
+        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        raise ValueError(f"package: cannot build {zip_path}: {len(lines)} problem(s):\n  {shown}")
+
+
+def _write_zip(zip_path: Path, members: Mapping[str, Path], readme: str | None) -> None:
+    """Write ``readme`` (if any) then ``members`` (zip name -> PNG file) in sorted order, PNGs stored (already
+    compressed) with fixed timestamps, atomically: the same inputs give a byte-identical zip."""
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        if readme is not None:
+            info = zipfile.ZipInfo(README_NAME, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, readme)
+        for member in sorted(members):
+            info = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            zf.writestr(info, members[member].read_bytes())
+
+
 def package(
     pred_dir: str | Path,
     names: list[str],
@@ -117,29 +155,34 @@ def package(
     if dupes:
         raise ValueError(f"package: duplicate frame names {dupes[:5]}")
     readme = write_readme_text(runtime_s, used_gpu, extra_data, description)
-    missing, bad = [], []
-    for name in names:
-        path = pred_dir / f"{name}.png"
-        if not path.is_file():
-            missing.append(str(path))
-            continue
-        with path.open("rb") as fh:
-            problem = _png_format_problem(fh.read(32))
-        if problem:
-            bad.append(f"{path} {problem}")
-    if missing or bad:
-        lines = [f"missing prediction {p}" for p in missing] + bad
-        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
-        raise ValueError(f"package: cannot build {zip_path}: {len(lines)} problem(s):\n  {shown}")
+    _check_predictions([pred_dir / f"{name}.png" for name in names], zip_path)
+    _write_zip(zip_path, {f"{name}.png": pred_dir / f"{name}.png" for name in names}, readme)
+    return zip_path
 
-    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
-        info = zipfile.ZipInfo(README_NAME, date_time=_ZIP_DATE)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        zf.writestr(info, readme)
-        for name in sorted(names):
-            info = zipfile.ZipInfo(f"{name}.png", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_STORED
-            zf.writestr(info, (pred_dir / f"{name}.png").read_bytes())
+
+def result_members(task: Task, index: pd.DataFrame) -> dict[str, str]:
+    """Frame name -> its place in ``task``'s results layout (``Task.result_path`` of its test set and input file) for
+    every row of an index (columns ``name``, ``test_set``, ``blur_path``); two frames with one place raise."""
+    places: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for name, test_set, blur in zip(index["name"], index["test_set"], index["blur_path"], strict=True):
+        place = task.result_path(name, test_set, blur)
+        if place in taken:
+            raise ValueError(f"{blur}: frames {taken[place]!r} and {name!r} would both be written as {place}")
+        places[name], taken[place] = place, name
+    return places
+
+
+def package_results(pred_dir: str | Path, members: Mapping[str, str], zip_path: str | Path) -> Path:
+    """Zip ``pred_dir/<name>.png`` as ``members[name]`` (``<test set>/<input stem>.png``, :func:`result_members`)
+    into ``zip_path`` atomically: a task's results folder as its public evaluation reads it, once unzipped.
+
+    The same checks and byte-identical reruns as :func:`package`; no readme."""
+    pred_dir, zip_path = Path(pred_dir), Path(zip_path)
+    if not members:
+        raise ValueError("package: no frame names given")
+    _check_predictions([pred_dir / f"{name}.png" for name in members], zip_path)
+    _write_zip(zip_path, {place: pred_dir / f"{name}.png" for name, place in members.items()}, None)
     return zip_path
 
 
@@ -250,6 +293,38 @@ def check(zip_path: str | Path, expected: dict[str, tuple[int, int]]) -> list[st
     return problems
 
 
+def check_results(zip_path: str | Path, expected: Mapping[str, tuple[int, int]]) -> list[str]:
+    """Every problem with a results zip (:func:`package_results`) against ``expected`` (member -> (height, width)):
+    missing, unexpected or repeated members and PNGs that are not 8-bit RGB of the input's size; [] means valid."""
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        return [f"{zip_path}: no such file"]
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [f"{zip_path}: not a readable zip archive ({exc})"]
+    problems: list[str] = []
+    with zf:
+        seen: set[str] = set()
+        for info in zf.infolist():
+            if info.filename in seen:
+                problems.append(f"{info.filename}: appears more than once in the zip")
+            elif info.filename not in expected:
+                problems.append(f"{info.filename}: unexpected entry (not one of the {len(expected)} expected results)")
+            seen.add(info.filename)
+        for member in sorted(expected):
+            if member not in seen:
+                problems.append(f"{member}: missing result")
+                continue
+            try:
+                data = zf.read(member)
+            except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+                problems.append(f"{member}: cannot be read from the zip ({exc})")
+                continue
+            problems.extend(_image_problems(member, data, expected[member]))
+    return problems
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     """(height, width) of an image from its header, naming the file when it cannot be read."""
     try:
@@ -347,7 +422,8 @@ def build_submission(
     ensemble: EnsembleConfig,
 ) -> Path:
     """The ``package`` stage: zip the ensemble's 8-bit predictions of ``cfg.split`` (``test300`` for the test phase,
-    ``val300`` for the development phase) with the NTIRE readme, then validate the zip.
+    ``val300`` for the development phase) in the layout of the index's task, then validate the zip: REDS and the
+    embedded set the NTIRE zip with its readme; GoPro, SIDD and Rain13K their results folders (:func:`package_results`).
 
     The runtime is the ensemble's measured seconds per frame (the sum over members, TTA included); the CPU/GPU flag
     comes from the device that produced the predictions. The description is ``cfg.description``, or
@@ -355,7 +431,9 @@ def build_submission(
     is removed and an error raised.
     """
     index_csv = layout.index(cfg.split)
-    names = read_index(index_csv, ("name",))["name"].tolist()
+    index = read_index(index_csv, ("name",))
+    task = task_of_index(index, index_csv)
+    names = index["name"].tolist()
     if not names:
         raise ValueError(
             f"{index_csv}: package.split is {cfg.split!r} but the data set has no such frames (no test/ "
@@ -364,6 +442,8 @@ def build_submission(
     predictions = PredictionFolder(layout.ensemble(cfg.split))
     runtime = predictions.read_runtime()
     zip_path = layout.submission_zip(cfg.name)
+    if task.results != "ntire_zip":
+        return _build_results(index, index_csv, task, predictions, zip_path)
     used = dict(zip(runtime.members or (), runtime.weights or (), strict=False))
     package(
         predictions.png8_dir,
@@ -378,6 +458,21 @@ def build_submission(
     if problems:
         zip_path.unlink(missing_ok=True)
         raise ValueError(f"{zip_path}: the packaged submission failed validation:\n  " + "\n  ".join(problems))
+    return zip_path
+
+
+def _build_results(index: pd.DataFrame, index_csv: Path, task: Task, predictions: PredictionFolder, zip_path: Path):
+    """The results zip of a ``test_set_folders`` task, validated against the index (removed if it fails)."""
+    missing = [c for c in ("test_set", "blur_path", "height", "width") if c not in index.columns]
+    if missing:
+        raise ValueError(f"{index_csv}: a {task.name} index needs column(s) {missing} to lay out its results")
+    members = result_members(task, index)
+    package_results(predictions.png8_dir, members, zip_path)
+    sizes = {n: (int(h), int(w)) for n, h, w in zip(index["name"], index["height"], index["width"], strict=True)}
+    problems = check_results(zip_path, {place: sizes[name] for name, place in members.items()})
+    if problems:
+        zip_path.unlink(missing_ok=True)
+        raise ValueError(f"{zip_path}: the packaged results failed validation:\n  " + "\n  ".join(problems))
     return zip_path
 
 

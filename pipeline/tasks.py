@@ -121,6 +121,18 @@ class Task:
             out["ssim3d"] = metrics.ssim_hinet3d(pred, target, self.crop_border)
         return out
 
+    def score_output(self, output: np.ndarray, target: np.ndarray, *, with_ssim: bool = True) -> dict[str, float]:
+        """Scores of a restored float image (HWC RGB in [0, 1]) as the release scores it: :meth:`score` of its 8-bit
+        rounding, with PSNR from the unrounded output where the release takes it so (``rounded_output`` false: SIDD,
+        RGB and no crop, peak 1)."""
+        from pipeline import metrics
+        from pipeline.fileio import to_uint8
+
+        out = self.score(to_uint8(output), target, with_ssim=with_ssim)
+        if not self.rounded_output:
+            out["psnr"] = metrics.psnr_float(output, target)
+        return out
+
     def report(self, per_image: pd.DataFrame, test_sets: Sequence[str] | None = None) -> dict:
         """The per-test-set means and the reported average of per-image scores (columns ``SCORES``).
 
@@ -151,10 +163,14 @@ class Task:
 
     def result_path(self, name: str, test_set: str, input_path: str) -> str:
         """Where a restored frame goes in this task's results layout (relative): ``<name>.png`` in the NTIRE zip, else
-        ``<test set>/<input file stem>.png`` (the release writes ``<dataset>/<img_name>.png``)."""
+        ``<test set>/<input file stem>.png`` (the release writes ``<dataset>/<img_name>.png``). An input in a
+        GOPRO_Large ``<scene>/blur/`` folder is named as the flat form names it, ``<scene>-<stem>``: frame stems repeat
+        across scenes, and the flat form is what the public evaluation reads."""
         if self.results == "ntire_zip":
             return f"{name}.png"
-        return f"{test_set}/{Path(input_path).stem}.png"
+        path = Path(input_path)
+        stem = f"{path.parent.parent.name}-{path.stem}" if path.parent.name == "blur" else path.stem
+        return f"{test_set}/{stem}.png"
 
 
 _REDS = dict(indexer="pipeline.data.reds:index_reds_layout", channel="rgb", crop_border=0, average="frames")

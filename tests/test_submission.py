@@ -323,3 +323,103 @@ def test_build_submission_removes_a_zip_that_fails_validation(tmp_path):
     with pytest.raises(ValueError, match="failed validation"):
         _build(params("test300"))
     assert not (tmp_path / "sub" / "hinet_ntire_submission.zip").exists()
+
+
+# ---- results in each task's layout (GoPro, SIDD, Rain13K: <test set>/<input stem>.png) ----
+
+
+def _results_tree(tmp_path: Path, index: pd.DataFrame):
+    """An ensemble output for the rows of ``index`` (written as ``index/test300.csv``): one 8-bit PNG per frame."""
+    from pipeline.config import PackageConfig, Params, PathsConfig
+    from pipeline.predictions import PredictionFolder, Runtime
+
+    paths = PathsConfig(data=str(tmp_path / "data"), ensemble=str(tmp_path / "ens"), submissions=str(tmp_path / "sub"))
+    (tmp_path / "data/index").mkdir(parents=True)
+    index.to_csv(tmp_path / "data/index/test300.csv", index=False)
+    folder = PredictionFolder(tmp_path / "ens" / "test300")
+    folder.png8_dir.mkdir(parents=True)
+    for i, r in enumerate(index.itertuples()):
+        write_image(folder.png8(r.name), _frame(i, int(r.height), int(r.width)))
+    folder.write_runtime(Runtime(0.5, len(index), "cpu", "fp32", "ensemble(a:plain)", ("a",), (1.0,), 0.0))
+    return Params(paths=paths, package=PackageConfig(name="results")), folder
+
+
+def _rain13k_index() -> pd.DataFrame:
+    """A tiny Rain13K-layout index of two test sets (the columns the data stage writes that packaging reads)."""
+    rows = [
+        ("Rain100H", "1", "Rain100H-1_0"),
+        ("Rain100H", "2", "Rain100H-2_0"),
+        ("Test2800", "901_1", "Test2800-901_1"),
+    ]
+    rows += [("Test2800", "901_2", "Test2800-901_2")]
+    return pd.DataFrame(
+        {
+            "name": [n for _, _, n in rows],
+            "blur_path": [f"/r/test/{s}/input/{stem}.png" for s, stem, _ in rows],
+            "test_set": [s for s, _, _ in rows],
+            "height": H,
+            "width": W,
+            "task": "rain13k",
+        }
+    )
+
+
+def test_rain13k_results_are_test_set_folders(tmp_path):
+    params, folder = _results_tree(tmp_path, _rain13k_index())
+    zip_path = _build(params)
+    assert zip_path == tmp_path / "sub" / "results.zip"
+    members = {
+        "Rain100H/1.png": "Rain100H-1_0",
+        "Rain100H/2.png": "Rain100H-2_0",
+        "Test2800/901_1.png": "Test2800-901_1",
+        "Test2800/901_2.png": "Test2800-901_2",
+    }
+    with zipfile.ZipFile(zip_path) as z:
+        assert z.namelist() == list(members)  # sorted, no readme
+        for member, name in members.items():
+            assert z.read(member) == folder.png8(name).read_bytes()
+    first = zip_path.read_bytes()
+    zip_path.unlink()
+    assert _build(params).read_bytes() == first  # reruns are byte-identical
+    folder.png8("Test2800-901_2").unlink()
+    with pytest.raises(ValueError, match=r"missing prediction .*Test2800-901_2\.png"):
+        _build(params)
+    assert zip_path.read_bytes() == first  # a failed build leaves the previous zip as it was
+
+
+@pytest.mark.parametrize("form", ["scenes", "flat"])
+def test_gopro_results_named_as_the_flat_form(tmp_path, form):
+    from layout_trees import make_gopro
+
+    from pipeline.data.gopro import index_gopro
+    from pipeline.data.layouts import IndexOptions
+
+    test300 = index_gopro(make_gopro(tmp_path / "GoPro", form), IndexOptions(workers=1))["test300"]
+    params, _ = _results_tree(tmp_path / "run", test300)
+    with zipfile.ZipFile(_build(params)) as z:
+        assert z.namelist() == ["GoPro/GOPR0384_11_00-000001.png", "GoPro/GOPR0384_11_00-000002.png"]
+
+
+def test_results_validation_removes_a_bad_zip_and_reds_keeps_its_zip(tmp_path):
+    from pipeline.submission import check_results
+
+    index = _rain13k_index()
+    index.loc[0, "width"] = W + 16  # the index says the input frame is wider than the prediction
+    params, _ = _results_tree(tmp_path, index.assign(width=W))
+    index.to_csv(tmp_path / "data/index/test300.csv", index=False)
+    with pytest.raises(ValueError, match=rf"failed validation:\n  Rain100H/1.png: size {H}x{W} \(HxW\) differs"):
+        _build(params)
+    assert not (tmp_path / "sub" / "results.zip").exists()
+    good = {"Rain100H/1.png": (H, W), "Rain100H/2.png": (H, W)}
+    assert check_results(tmp_path / "none.zip", good) == [f"{tmp_path / 'none.zip'}: no such file"]
+    with zipfile.ZipFile(tmp_path / "odd.zip", "w") as z:
+        z.writestr("Rain100H/1.png", cv2.imencode(".png", _frame(0))[1].tobytes())
+        z.writestr("readme.txt", "x")
+    assert check_results(tmp_path / "odd.zip", good) == [
+        "readme.txt: unexpected entry (not one of the 2 expected results)",
+        "Rain100H/2.png: missing result",
+    ]
+    # REDS (no task column) and the embedded set keep the NTIRE zip: the development-phase test above, and here.
+    reds = _phase_tree(tmp_path / "reds", "test300", 2)("test300")
+    with zipfile.ZipFile(_build(reds)) as z:
+        assert z.namelist() == ["readme.txt", "000_00000009.png", "001_00000009.png"]

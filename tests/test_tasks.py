@@ -138,6 +138,14 @@ def test_task_of_index():
 
 
 def test_result_paths():
+    gopro = get_task("gopro")  # GOPRO_Large frame stems repeat across scenes: named as the flat form names them
+    assert gopro.result_path("S_000001", "GoPro", "/g/test/GOPR0384_11_00/blur/000001.png") == (
+        "GoPro/GOPR0384_11_00-000001.png"
+    )
+    assert gopro.result_path("S_000001", "GoPro", "/g/test/input/GOPR0384_11_00-000001.png") == (
+        "GoPro/GOPR0384_11_00-000001.png"
+    )
+    assert get_task("sidd").result_path("0000_01", "SIDD", "/d/blocks/noisy/0000_01.png") == "SIDD/0000_01.png"
     assert get_task("reds").result_path("000_00000009", "val300", "/x/000/00000009.jpg") == "000_00000009.png"
     assert get_task("rain13k").result_path("Test2800-901_1", "Test2800", "/r/test/Test2800/input/901_1.jpg") == (
         "Test2800/901_1.png"
