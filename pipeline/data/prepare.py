@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig, PathsConfig
+from pipeline.data.degrade import INPUT_LABELS, input_suffix
 from pipeline.data.patches import PATCH_COLUMNS, extract_patches
 from pipeline.data.pool import load_pool
 from pipeline.data.reds import ROOT_FILE, index_reds, relative_index
@@ -57,8 +58,9 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([strip, img])
 
 
-def contact_sheet(table: pd.DataFrame, pairs: int) -> np.ndarray:
-    """An RGB uint8 grid of ``pairs`` (blurry | sharp) rows spread over ``table``, labelled with name and PSNR."""
+def contact_sheet(table: pd.DataFrame, pairs: int, input_label: str = INPUT_LABELS["deblur_jpeg"]) -> np.ndarray:
+    """An RGB uint8 grid of ``pairs`` (input | sharp) rows spread over ``table``, labelled with name, what the input
+    shows (``input_label``) and its PSNR."""
     from pipeline.metrics import psnr
 
     if table.empty or pairs < 1:
@@ -74,7 +76,7 @@ def contact_sheet(table: pd.DataFrame, pairs: int) -> np.ndarray:
         sharp_t = cv2.resize(sharp, (_TILE_WIDTH, h), interpolation=cv2.INTER_AREA)
         gap = np.full((h + 22, 4, 3), 255, np.uint8)
         rows.append(
-            np.hstack([_label(blur_t, f"{r['name']} blurry+JPEG  {score:.2f} dB"), gap, _label(sharp_t, "sharp")])
+            np.hstack([_label(blur_t, f"{r['name']} {input_label}  {score:.2f} dB"), gap, _label(sharp_t, "sharp")])
         )
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
@@ -113,7 +115,8 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         built = root
         if nested is not None:
             built = synthesize_reds(cfg.synth, tmp / nested, workers=cfg.workers)
-        tables = index_reds(built, workers=cfg.workers)
+        task = cfg.synth.task if cfg.source == "synthetic" else "deblur_jpeg"  # a REDS download is Track 2
+        tables = index_reds(built, workers=cfg.workers, blur_ext=input_suffix(task))
         if tables["val300"].empty:
             raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
         (tmp / "index").mkdir()
@@ -162,7 +165,7 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
             "patch": {"size": cfg.patch_size, "stride": cfg.patch_stride, "format": cfg.patch_format},
             "input": inputs,
         }
-        sheet = contact_sheet(val300, cfg.contact_sheet_pairs)
+        sheet = contact_sheet(val300, cfg.contact_sheet_pairs, INPUT_LABELS[task])
         write_json(tmp / "stats.json", stats)
         layout = Layout(paths)
         write_json(tmp / "index" / layout.input_summary.name, {"input": stats["input"]})
