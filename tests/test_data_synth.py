@@ -64,6 +64,28 @@ def test_manifest(tiny: Path):
     assert not manifest_matches(TINY, tiny / "missing")
 
 
+def test_default_task_bytes_unchanged(tiny: Path):
+    """The tiny tree and the default manifest hash as they did before ``data.synth.task`` existed (recorded on the
+    commit before it): the default task renders the same bytes and keeps the same data fingerprint. A new OpenCV or
+    libjpeg may change these hashes too; then check the rendered arrays are unchanged before updating them."""
+    import hashlib
+    import json
+
+    from pipeline.data.synth import _manifest
+
+    h = hashlib.sha256()
+    for p in sorted(tiny.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(tiny)).encode())
+            h.update(p.read_bytes())
+    assert h.hexdigest() == "0f4b399012bf7873e9c8dc42b23a57e8a223e921baf80ec2f44da3f9e89e285c"
+    blur, sharp = render_sequence(dataclasses.replace(TINY, frames_per_sequence=1), "val", 0)[0]
+    assert hashlib.sha256(blur.tobytes()).hexdigest()[:16] == "5435a65d8174b224"
+    assert hashlib.sha256(sharp.tobytes()).hexdigest()[:16] == "9813924cddd60ac2"
+    manifest = json.dumps(_manifest(SynthConfig()), indent=2) + "\n"  # as write_json writes it
+    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "c5153102d1e97a52"
+
+
 def test_blur_comes_from_motion():
     still = dataclasses.replace(TINY, max_translation=0.0, max_rotation_deg=0.0, max_zoom=0.0, frames_per_sequence=2)
     for blur, sharp in render_sequence(still, "train", 0):

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 TASKS = SYNTH_TASKS
+# Below every real streak value (kernel taps >= 1/255 times a seed >= 0.5); what filter2D leaves elsewhere.
+_RAIN_FLOOR = 1e-3
 INPUT_LABELS = {"deblur_jpeg": "blurry+JPEG", "deblur": "blurry", "denoise": "noisy", "derain": "rainy"}
 
 
@@ -157,7 +159,9 @@ def rain_layer(shape: tuple[int, int], rng: np.random.Generator, layer: RainLaye
     h, w = shape[0] + 2 * pad, shape[1] + 2 * pad
     seeds = (rng.random((h, w)) < layer.density) * rng.uniform(0.5, 1.0, (h, w))
     streaks = cv2.filter2D(seeds.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT)
-    return np.minimum(streaks[pad : pad + shape[0], pad : pad + shape[1]], 1.0) * np.float32(layer.brightness)
+    streaks = streaks[pad : pad + shape[0], pad : pad + shape[1]]
+    streaks[streaks < _RAIN_FLOOR] = 0.0  # the FFT path of large kernels leaves +-1e-7 residue where no streak lies
+    return np.minimum(streaks, 1.0) * np.float32(layer.brightness)
 
 
 def add_rain(

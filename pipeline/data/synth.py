@@ -310,8 +310,9 @@ def manifest_matches(cfg: SynthConfig, out_root: str | Path) -> bool:
 def synthesize_reds(cfg: SynthConfig, out_root: str | Path, *, workers: int = 2) -> Path:
     """Render the synthetic REDS tree into ``out_root`` atomically (built in a temp dir, then renamed); returns it.
 
-    Layout: ``{train,val}/{split}_blur_jpeg/<seq>/<frame>.jpg`` (``.png`` for every task but ``deblur_jpeg``) and ``{split}_sharp/<seq>/<frame>.png``, plus
-    ``test/test_blur_jpeg`` only, and ``manifest.json`` recording the config. Same config -> same bytes.
+    Layout: ``{train,val}/{split}_blur_jpeg/<seq>/<frame>.jpg`` (``.png`` for every task but ``deblur_jpeg``) and
+    ``{split}_sharp/<seq>/<frame>.png``, plus ``test/test_blur_jpeg`` only, and ``manifest.json`` recording the config.
+    Same config -> same bytes.
     """
     out_root = Path(out_root)
     jobs = [
