@@ -164,11 +164,11 @@ class SynthConfig:
     noise_channel_spread: float = 0.25
     # derain: per sequence, a layer count, then per layer each value uniform in its range (widths and counts: integers).
     rain_layers: tuple[int, int] = (1, 3)
-    rain_density: tuple[float, float] = (0.002, 0.01)  # share of pixels seeding a streak, per layer and frame
+    rain_density: tuple[float, float] = (0.001, 0.005)  # share of pixels seeding a streak, per layer and frame
     rain_length: tuple[float, float] = (8.0, 30.0)  # streak length, frame pixels
     rain_width: tuple[int, int] = (1, 2)  # streak thickness, frame pixels
     rain_angle_deg: tuple[float, float] = (-30.0, 30.0)  # streak direction, degrees from vertical
-    rain_brightness: tuple[float, float] = (0.3, 0.8)  # peak streak intensity on the [0, 1] display scale
+    rain_brightness: tuple[float, float] = (0.2, 0.6)  # peak streak intensity on the [0, 1] display scale
     rain_blend: str = "screen"  # screen: 1 - (1 - frame)(1 - rain); add: frame + rain, clipped
 
     def __post_init__(self):
