@@ -178,6 +178,20 @@ def test_manifest_names_the_task_and_only_its_params(tmp_path: Path):
     assert not manifest_matches(dataclasses.replace(derain, rain_layers=(2, 3)), root)
 
 
+def test_every_new_synth_field_belongs_to_a_task():
+    """A field added to SynthConfig after the tasks must be placed: in the manifest of every task (then the default
+    manifest, and its data fingerprint, changes: bump SYNTH_VERSION) or in the tasks that read it (TASK_FIELDS)."""
+    from pipeline.data.synth import TASK_FIELDS
+
+    before_tasks = {"seed", "height", "width", "train_sequences", "val_sequences", "test_sequences",
+                    "frames_per_sequence", "train_photos", "leaves_fraction", "val_photos", "test_photos",
+                    "leaves_rmin", "subframes", "max_translation", "max_rotation_deg", "max_zoom", "gamma",
+                    "jpeg_quality"}  # fmt: skip
+    placed = {f for fields in TASK_FIELDS.values() for f in fields}
+    assert {f.name for f in dataclasses.fields(SynthConfig)} == before_tasks | placed
+    assert set(TASK_FIELDS) == set(TASKS) and not placed & before_tasks
+
+
 @pytest.mark.parametrize("task", ["denoise", "derain"])
 def test_prepare_indexes_a_task_tree(tmp_path: Path, task: str):
     from pipeline.config import DataConfig, PathsConfig

@@ -16,9 +16,10 @@ tree is written in exactly the REDS layout and naming, so the real-REDS indexing
 ``SynthConfig.task`` chooses what the input frame shows (``pipeline.data.degrade``): ``deblur_jpeg`` (the above, REDS
 Track 2), ``deblur`` (the same blur stored as lossless PNG, GoPro-like), ``denoise`` (the sharp frame with sensor noise
 in linear light, SIDD-like) or ``derain`` (the sharp frame with rain streaks, Rain13K-like). Every task films the same
-scenes with the same camera (the degradation draws from its own generator), so splits and held-out content are the
-task's; the input folders keep the REDS names (``*_blur_jpeg``) and hold ``.png`` files for every task but
-``deblur_jpeg``; the manifest names the task (a manifest without ``task`` is a ``deblur_jpeg`` tree).
+scenes with the same camera (the degradation draws from its own generator), so every task has the same splits,
+held-out content and sharp targets; the input folders keep the REDS names (``*_blur_jpeg``) and hold ``.png`` files
+for every task but ``deblur_jpeg``; the manifest names the task (a manifest without ``task`` is a ``deblur_jpeg``
+tree).
 
 Pool photos: ``pipeline/data/photos/sources.json`` (package, file, licence, attribution, sha256 of each). Photos
 bundled inside installed wheels (nothing is downloaded; licences as stated by the shipping package):
