@@ -20,6 +20,7 @@ __all__ = [
     "CROP_TRANSFORMS",
     "POOL_SPLITS",
     "SYNTH_PHOTOS",
+    "SYNTH_TASKS",
     "WHEEL_PHOTOS",
     "TTA_MODES",
     "ConfigError",
@@ -42,6 +43,7 @@ TTA_MODES = ("plain", "x8", "crops", "x8+crops")  # = pipeline.inference.TTA_MOD
 CROP_MODES = ("crops", "x8+crops")
 CROP_TRANSFORMS = ("all8", "flips", "identity")  # = the keys of pipeline.inference.TRANSFORM_SETS
 WHEEL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "grace_hopper")  # shipped by scikit-image / matplotlib
+SYNTH_TASKS = ("deblur_jpeg", "deblur", "denoise", "derain")  # the embedded set's degradations (pipeline.data.degrade)
 POOL_SOURCES = Path(__file__).resolve().parent / "data" / "photos" / "sources.json"  # the committed photo pool
 
 
@@ -154,9 +156,47 @@ class SynthConfig:
     # soft (interpolated) sharp frames as well as pixel-sharp ones, as REDS's own ground truth; val/test: never
     gamma: float = 2.2
     jpeg_quality: int = 60
+    # What the input frame shows (pipeline.data.degrade): deblur_jpeg (REDS Track 2: blur + JPEG), deblur (GoPro-like:
+    # blur, stored losslessly), denoise (SIDD-like: sensor noise in linear light, no blur), derain (Rain13K-like).
+    task: str = "deblur_jpeg"
+    # denoise: per sequence, variance a*x + b in linear light x in [0, 1]; a and b log-uniform in these ranges, each
+    # scaled per channel by a gain uniform in [1 - spread, 1 + spread].
+    noise_shot: tuple[float, float] = (0.002, 0.02)  # a: Poisson (shot) gain
+    noise_read: tuple[float, float] = (1e-5, 1e-3)  # b: Gaussian (read) variance
+    noise_channel_spread: float = 0.25
+    # derain: per sequence, a layer count, then per layer each value uniform in its range (widths and counts: integers).
+    rain_layers: tuple[int, int] = (1, 3)
+    rain_density: tuple[float, float] = (0.001, 0.005)  # share of pixels seeding a streak, per layer and frame
+    rain_length: tuple[float, float] = (8.0, 30.0)  # streak length, frame pixels
+    rain_width: tuple[int, int] = (1, 2)  # streak thickness, frame pixels
+    rain_angle_deg: tuple[float, float] = (-30.0, 30.0)  # streak direction, degrees from vertical
+    rain_brightness: tuple[float, float] = (0.2, 0.6)  # peak streak intensity on the [0, 1] display scale
+    rain_blend: str = "screen"  # screen: 1 - (1 - frame)(1 - rain); add: frame + rain, clipped
 
     def __post_init__(self):
         at = self.SECTION
+        _require(self.task in SYNTH_TASKS, at, "task", self.task, f"one of {list(SYNTH_TASKS)}")
+        _require(self.rain_blend in ("screen", "add"), at, "rain_blend", self.rain_blend, "one of ['screen', 'add']")
+        _require(
+            0 <= self.noise_channel_spread < 1,
+            at,
+            "noise_channel_spread",
+            self.noise_channel_spread,
+            "in [0, 1) (per-channel gains stay positive)",
+        )
+        for name, low, high, what in (  # (lo, hi) ranges: low <(=) lo <= hi <= high
+            ("noise_shot", 0.0, 0.1, "in (0, 0.1]"),
+            ("noise_read", 0.0, 0.01, "in (0, 0.01]"),
+            ("rain_layers", 1, 8, "in [1, 8]"),
+            ("rain_density", 0.0, 0.1, "in (0, 0.1]"),
+            ("rain_length", 1.0, float(min(self.height, self.width)), f"in [1, {min(self.height, self.width)}]"),
+            ("rain_width", 1, 5, "in [1, 5]"),
+            ("rain_angle_deg", -90.0, 90.0, "in [-90, 90]"),
+            ("rain_brightness", 0.0, 1.0, "in (0, 1]"),
+        ):
+            lo, hi = getattr(self, name)
+            above = lo > low if what.startswith("in (") else lo >= low
+            _require(above and lo <= hi <= high, at, name, (lo, hi), f"a [low, high] range {what}, low <= high")
         for name in ("height", "width"):
             value = getattr(self, name)
             _require(value > 0 and value % 16 == 0, at, name, value, "a positive multiple of 16 (HINet input)")

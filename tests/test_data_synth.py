@@ -64,6 +64,21 @@ def test_manifest(tiny: Path):
     assert not manifest_matches(TINY, tiny / "missing")
 
 
+def test_default_manifest_is_pinned():
+    """The default manifest (what the data fingerprint hashes: version, config, sources, photo hashes) is pinned, so a
+    change that alters the default set without bumping ``SYNTH_VERSION`` or a default fails here. Rendered bytes are
+    not pinned: OpenCV's cubic warp differs in the last bits between CPUs (AVX2 vs AVX-512 kernels; measured:
+    val-300 input PSNR 26.36785787867 dB on an AMD Zen 3, 26.36785806566 dB on an Intel Xeon), so a frame hash would
+    fail on another machine. Updated for SYNTH_VERSION 4 (magnified training sequences, ``train_magnify_max``)."""
+    import hashlib
+    import json
+
+    from pipeline.data.synth import _manifest
+
+    manifest = json.dumps(_manifest(SynthConfig()), indent=2) + "\n"  # as write_json writes it
+    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "7d4d6f0eb11930e7"
+
+
 def test_blur_comes_from_motion():
     still = dataclasses.replace(TINY, max_translation=0.0, max_rotation_deg=0.0, max_zoom=0.0, frames_per_sequence=2)
     for blur, sharp in render_sequence(still, "train", 0):

@@ -161,6 +161,7 @@ def test_ssim_needs_an_11_pixel_window():
         "pipeline.data.sidd",
         "pipeline.data.rain13k",
         "pipeline.data.synth",
+        "pipeline.data.degrade",
         "pipeline.data.shards",
     ],
 )

@@ -53,11 +53,13 @@ class LayoutError(DatasetError):
 class IndexOptions:
     """What an indexer may need beyond the root: processes, a folder for files it derives (SIDD's blocks; the tables
     name them there, absolute, and ``prepare`` rewrites the prefix to where its atomic rename puts them) and SIDD's
-    block side (256 in the benchmark; tests use tiny blocks)."""
+    block side (256 in the benchmark; tests use tiny blocks); the REDS layout's input suffix (``.jpg`` for Track 2,
+    ``.png`` for the embedded set's lossless tasks)."""
 
     workers: int = 2
     derived_dir: Path | None = None
     sidd_block: int = 256
+    blur_ext: str = ".jpg"
 
 
 def split_stem(stem: str, separators: str = "-_") -> tuple[str, str]:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig, PathsConfig
+from pipeline.data.degrade import INPUT_LABELS, input_suffix
 from pipeline.data.layouts import IndexOptions
 from pipeline.data.patches import PATCH_COLUMNS, extract_patches
 from pipeline.data.pool import load_pool
@@ -63,10 +64,13 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([strip, img])
 
 
-def contact_sheet(table: pd.DataFrame, pairs: int, task: Task | None = None) -> np.ndarray:
+def contact_sheet(
+    table: pd.DataFrame, pairs: int, task: Task | None = None, input_label: str | None = None
+) -> np.ndarray:
     """An RGB uint8 grid of ``pairs`` (input | target) rows spread over ``table``, labelled with name and PSNR (under
     ``task``'s protocol; default REDS)."""
     task = task or get_task("reds")
+    input_label = input_label or task.input_label  # the embedded set's degradation names its own ("noisy", ...)
     if table.empty or pairs < 1:
         raise ValueError(f"contact_sheet: need a non-empty table and pairs >= 1, got {len(table)} rows, {pairs}")
     picks = np.unique(np.linspace(0, len(table) - 1, min(pairs, len(table))).round().astype(int))
@@ -80,9 +84,7 @@ def contact_sheet(table: pd.DataFrame, pairs: int, task: Task | None = None) -> 
         sharp_t = cv2.resize(sharp, (_TILE_WIDTH, h), interpolation=cv2.INTER_AREA)
         gap = np.full((h + 22, 4, 3), 255, np.uint8)
         rows.append(
-            np.hstack(
-                [_label(blur_t, f"{r['name']} {task.input_label}  {score:.2f} dB"), gap, _label(sharp_t, "sharp")]
-            )
+            np.hstack([_label(blur_t, f"{r['name']} {input_label}  {score:.2f} dB"), gap, _label(sharp_t, "sharp")])
         )
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
@@ -134,7 +136,9 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         built = root
         if nested is not None:
             built = synthesize_reds(cfg.synth, tmp / nested, workers=cfg.workers)
-        tables = task.index(built, IndexOptions(cfg.workers, tmp / _DERIVED, cfg.sidd_block))
+        synth_task = cfg.synth.task if cfg.source == "synthetic" else None  # the embedded set's degradation
+        blur_ext = input_suffix(synth_task or "deblur_jpeg")  # REDS Track 2 inputs are JPEG; lossless tasks PNG
+        tables = task.index(built, IndexOptions(cfg.workers, tmp / _DERIVED, cfg.sidd_block, blur_ext))
         if tables["val300"].empty:
             raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
         (tmp / "index").mkdir()
@@ -187,7 +191,9 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         }
         if "test_set" in val300:
             stats["counts"]["test_sets"] = {k: int(v) for k, v in val300["test_set"].value_counts(sort=False).items()}
-        sheet = contact_sheet(val300, cfg.contact_sheet_pairs, task)
+        if synth_task is not None and synth_task != "deblur_jpeg":
+            stats["synth_task"] = synth_task  # the leaderboard's task label: synthetic/<degradation>
+        sheet = contact_sheet(val300, cfg.contact_sheet_pairs, task, INPUT_LABELS[synth_task] if synth_task else None)
         write_json(tmp / "stats.json", stats)
         layout = Layout(paths)
         write_json(tmp / "index" / layout.input_summary.name, {"input": stats["input"]})

@@ -98,7 +98,7 @@ def _list_seqs(folder: Path, problems: list[str]) -> dict[str, Path]:
     return seqs
 
 
-def _pair_split(root: Path, split: str, problems: list[str]) -> list[dict]:
+def _pair_split(root: Path, split: str, problems: list[str], blur_ext: str = _BLUR_EXT) -> list[dict]:
     """Pair blurry and sharp frames of one split by name; report missing partners, gaps and stray files."""
     blur_rel, sharp_rel = SPLITS[split]
     blur_dir = root / blur_rel
@@ -125,12 +125,12 @@ def _pair_split(root: Path, split: str, problems: list[str]) -> list[dict]:
         if seq not in blur_seqs:
             problems.append(f"{sharp_seqs[seq]}: sharp sequence without blurry sequence {blur_dir / seq}")
             continue
-        blur = _list_frames(blur_seqs[seq], _BLUR_EXT, problems)
+        blur = _list_frames(blur_seqs[seq], blur_ext, problems)
         sharp = _list_frames(sharp_seqs[seq], _SHARP_EXT, problems) if sharp_dir else {}
         for frame in sorted(set(blur) - set(sharp)) if sharp_dir else []:
             problems.append(f"{blur[frame]}: blurry frame without sharp frame {sharp_seqs[seq] / (frame + _SHARP_EXT)}")
         for frame in sorted(set(sharp) - set(blur)):
-            problems.append(f"{sharp[frame]}: sharp frame without blurry frame {blur_seqs[seq] / (frame + _BLUR_EXT)}")
+            problems.append(f"{sharp[frame]}: sharp frame without blurry frame {blur_seqs[seq] / (frame + blur_ext)}")
         present = sorted(int(f) for f in set(blur) | set(sharp))
         if not present:
             problems.append(f"{blur_seqs[seq]}: empty sequence")
@@ -243,18 +243,23 @@ def _relative(path: str, root: Path) -> str:
         raise
 
 
-def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]:
+def index_reds(root: str | Path, *, workers: int = 2, blur_ext: str = _BLUR_EXT) -> dict[str, pd.DataFrame]:
     """Validate a REDS tree and index it: tables ``train``, ``val``, ``val300`` and ``test300`` (``COLUMNS`` plus the
     files' md5 in ``HASH_COLUMNS``).
+
+    ``blur_ext`` is the one suffix the input frames must have: ``.jpg`` for REDS; the embedded set's tasks other than
+    ``deblur_jpeg`` store ``.png`` (``pipeline.data.degrade.input_suffix``). Any other file is reported, as always.
 
     Every image is decoded (in parallel over ``workers`` processes) so truncated files are caught. All problems are
     collected and raised together as one ``DatasetError``. Paths keep ``root`` as given (relative stays relative).
     """
     root = Path(root)
+    if blur_ext not in (".jpg", ".png"):
+        raise ValueError(f"index_reds: blur_ext must be '.jpg' or '.png', got {blur_ext!r}")
     if not root.is_dir():
         raise DatasetError(root, [f"{root}: REDS root folder does not exist"])
     problems: list[str] = []
-    rows = {split: _pair_split(root, split, problems) for split in SPLITS}
+    rows = {split: _pair_split(root, split, problems, blur_ext) for split in SPLITS}
     paths = [r[k] for split_rows in rows.values() for r in split_rows for k in ("blur_path", "sharp_path") if r[k]]
     probed = probe_images(paths, workers) if paths else {}
     for split_rows in rows.values():
@@ -284,4 +289,4 @@ def index_reds(root: str | Path, *, workers: int = 2) -> dict[str, pd.DataFrame]
 def index_reds_layout(root: str | Path, options) -> dict[str, pd.DataFrame]:
     """:func:`index_reds` under the indexer signature of ``pipeline.tasks`` (``options``: ``IndexOptions``); the tables
     keep exactly REDS's columns, so the default pipeline's index files stay as they were."""
-    return index_reds(root, workers=options.workers)
+    return index_reds(root, workers=options.workers, blur_ext=options.blur_ext)

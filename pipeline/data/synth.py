@@ -13,6 +13,14 @@ small rotation and zoom) is rendered over a sharp scene; the sharp frame is the 
 frame averages the clip in linear light (undo the display gamma, average, re-apply) and is then JPEG-compressed. The
 tree is written in exactly the REDS layout and naming, so the real-REDS indexing code reads it unchanged.
 
+``SynthConfig.task`` chooses what the input frame shows (``pipeline.data.degrade``): ``deblur_jpeg`` (the above, REDS
+Track 2), ``deblur`` (the same blur stored as lossless PNG, GoPro-like), ``denoise`` (the sharp frame with sensor noise
+in linear light, SIDD-like) or ``derain`` (the sharp frame with rain streaks, Rain13K-like). Every task films the same
+scenes with the same camera (the degradation draws from its own generator), so every task has the same splits,
+held-out content and sharp targets; the input folders keep the REDS names (``*_blur_jpeg``) and hold ``.png`` files
+for every task but ``deblur_jpeg``; the manifest names the task (a manifest without ``task`` is a ``deblur_jpeg``
+tree).
+
 Pool photos: ``pipeline/data/photos/sources.json`` (package, file, licence, attribution, sha256 of each). Photos
 bundled inside installed wheels (nothing is downloaded; licences as stated by the shipping package):
 
@@ -43,15 +51,19 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from pipeline.config import SYNTH_PHOTOS, SynthConfig
+from pipeline.data.degrade import camera_curve as _encode_gamma
+from pipeline.data.degrade import degrade_frame, draw_sequence, input_suffix, needs_blur
 from pipeline.fileio import atomic_dir, write_image, write_json
 from pipeline.layout import MANIFEST_NAME
 
 __all__ = [
     "DEAD_LEAVES",
+    "TASK_FIELDS",
     "MANIFEST_NAME",
     "PHOTOS",
     "SYNTH_VERSION",
     "manifest_matches",
+    "manifest_task",
     "render_sequence",
     "sequence_source",
     "source_sha256",
@@ -64,6 +76,26 @@ _HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-lo
 
 
 DEAD_LEAVES = "dead_leaves"  # the source name of procedural training sequences
+_DEGRADE_STREAM = 2  # the degradation's generator: [seed, split, seq, 2] (1 is the dead leaves'), camera untouched
+
+# SynthConfig fields that came with the tasks, recorded in the manifest only for the tasks that read them: a
+# deblur_jpeg manifest stays byte for byte the one of every tree rendered before (same data fingerprint), and any
+# other task adds ``task`` (so ``manifest_matches`` tells the tasks apart) and its own parameters.
+TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "deblur_jpeg": (),
+    "deblur": ("task",),
+    "denoise": ("task", "noise_shot", "noise_read", "noise_channel_spread"),
+    "derain": (
+        "task",
+        "rain_layers",
+        "rain_density",
+        "rain_length",
+        "rain_width",
+        "rain_angle_deg",
+        "rain_brightness",
+        "rain_blend",
+    ),
+}
 
 
 def _grace_hopper() -> np.ndarray:
@@ -204,8 +236,13 @@ def source_sha256(name: str) -> str:
 
 
 def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Render one sequence as a list of (blurry uint8 before JPEG, sharp uint8) RGB frames; pure and deterministic."""
+    """Render one sequence as a list of (input uint8 before any JPEG, sharp uint8) RGB frames; pure and deterministic.
+
+    The input is ``cfg.task``'s degradation (``pipeline.data.degrade``) of the clip; the sharp frames are the same for
+    every task."""
     rng = np.random.default_rng([cfg.seed, _SPLITS[split], seq])
+    degrade_rng = np.random.default_rng([cfg.seed, _SPLITS[split], seq, _DEGRADE_STREAM])
+    drawn = draw_sequence(cfg, degrade_rng)
     photo = _scene(cfg, split, seq)
     if rng.random() < 0.5:
         photo = photo[:, ::-1]
@@ -217,7 +254,7 @@ def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.nda
     for k in range(cfg.frames_per_sequence):
         acc = np.zeros((cfg.height, cfg.width, 3), np.float64)
         sharp = None
-        for j in range(n):
+        for j in range(n) if needs_blur(cfg.task) else [(n - 1) // 2]:  # no blur: the middle sub-frame only
             t = t0 + k + (j - (n - 1) / 2) / n
             m = _warp_matrix(cfg, scale, center, motion, t)
             sub = cv2.warpAffine(
@@ -231,12 +268,9 @@ def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.nda
             acc += sub
             if j == (n - 1) // 2:
                 sharp = sub
-        frames.append((_encode_gamma(acc / n, cfg.gamma), _encode_gamma(sharp, cfg.gamma)))
+        blurry = degrade_frame(cfg, drawn, acc / n, sharp, degrade_rng)
+        frames.append((blurry, _encode_gamma(sharp, cfg.gamma)))
     return frames
-
-
-def _encode_gamma(linear: np.ndarray, gamma: float) -> np.ndarray:
-    return np.round(np.power(np.clip(linear, 0.0, 1.0), 1.0 / gamma) * 255.0).astype(np.uint8)
 
 
 def _write_sequence(cfg: SynthConfig, root: Path, split: str, seq: int) -> int:
@@ -247,8 +281,9 @@ def _write_sequence(cfg: SynthConfig, root: Path, split: str, seq: int) -> int:
     if split != "test":
         sharp_dir.mkdir(parents=True, exist_ok=True)
     frames = render_sequence(cfg, split, seq)
+    suffix = input_suffix(cfg.task)
     for k, (blur, sharp) in enumerate(frames):
-        write_image(blur_dir / f"{k:08d}.jpg", blur, jpeg_quality=cfg.jpeg_quality)
+        write_image(blur_dir / f"{k:08d}{suffix}", blur, jpeg_quality=cfg.jpeg_quality)
         if split != "test":
             write_image(sharp_dir / f"{k:08d}.png", sharp)
     return len(frames)
@@ -261,7 +296,15 @@ def _manifest(cfg: SynthConfig) -> dict:
     }
     photos = sorted({s for split in sources.values() for s in split.values() if s != DEAD_LEAVES})
     hashes = {name: source_sha256(name) for name in photos}
-    return {"synth_version": SYNTH_VERSION, "config": dataclasses.asdict(cfg), "sources": sources, "sha256": hashes}
+    later = {f for fields in TASK_FIELDS.values() for f in fields} - set(TASK_FIELDS[cfg.task])
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in later}
+    return {"synth_version": SYNTH_VERSION, "config": config, "sources": sources, "sha256": hashes}
+
+
+def manifest_task(out_root: str | Path) -> str:
+    """The task a rendered tree's manifest names (``deblur_jpeg`` when it names none: the trees before tasks)."""
+    manifest = json.loads((Path(out_root) / MANIFEST_NAME).read_text())
+    return manifest["config"].get("task", "deblur_jpeg")
 
 
 def manifest_matches(cfg: SynthConfig, out_root: str | Path) -> bool:
@@ -276,8 +319,9 @@ def manifest_matches(cfg: SynthConfig, out_root: str | Path) -> bool:
 def synthesize_reds(cfg: SynthConfig, out_root: str | Path, *, workers: int = 2) -> Path:
     """Render the synthetic REDS tree into ``out_root`` atomically (built in a temp dir, then renamed); returns it.
 
-    Layout: ``{train,val}/{split}_blur_jpeg/<seq>/<frame>.jpg`` and ``{split}_sharp/<seq>/<frame>.png``, plus
-    ``test/test_blur_jpeg`` only, and ``manifest.json`` recording the config. Same config -> same bytes.
+    Layout: ``{train,val}/{split}_blur_jpeg/<seq>/<frame>.jpg`` (``.png`` for every task but ``deblur_jpeg``) and
+    ``{split}_sharp/<seq>/<frame>.png``, plus ``test/test_blur_jpeg`` only, and ``manifest.json`` recording the config.
+    Same config -> same bytes.
     """
     out_root = Path(out_root)
     jobs = [
