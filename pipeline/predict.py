@@ -183,12 +183,16 @@ def _share(rows: list, accelerator) -> Iterator[list]:
             yield list(mine)
 
 
-def _scratch_root(parent: Path, weights: Path, tta, accelerator) -> Path:
-    """``parent/<key>``, key = hash of the weights file and the TTA settings; other keys (stale frames) are removed."""
+def _scratch_root(parent: Path, weights: Path, tta, accelerator, indexes: Sequence[Path] = ()) -> Path:
+    """``parent/<key>``, key = hash of the weights file, the TTA settings and the frame indexes (their md5 columns: new
+    input frames under the same names, e.g. another ``data.synth.task``, must not reuse old restorations); other keys
+    (stale frames) are removed."""
     import dataclasses
     import hashlib
 
     blob = hashlib.sha256(weights.read_bytes()).hexdigest() + json.dumps(dataclasses.asdict(tta), sort_keys=True)
+    for index in indexes:
+        blob += hashlib.sha256(Path(index).read_bytes()).hexdigest() if Path(index).is_file() else f"no {index}"
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     if accelerator.is_main_process and parent.is_dir():
         for old in parent.iterdir():
@@ -212,8 +216,8 @@ def run_inference(
 
     Writes ``layout.predictions(model, mode, split)`` and returns ``{"<mode>/<split>": runtime}``. Frames are split
     across processes when launched with ``accelerate launch``. Finished frames are kept in
-    ``layout.infer_scratch(model)/<key>/`` (``key``: a hash of the weights and the TTA settings; older keys are
-    removed), so a rerun after an interruption restores only the missing frames. Without test frames (the
+    ``layout.infer_scratch(model)/<key>/`` (``key``: a hash of the weights, the TTA settings and the indexes; older keys
+    are removed), so a rerun after an interruption restores only the missing frames. Without test frames (the
     development phase) only val-300 is restored. ``weights`` (default ``layout.weights(model)``), ``modes`` (the
     val-300 modes, default ``tta.ladder``) and ``test=False`` (no test frames) serve the pretrained base:
     ``infer_base`` restores val-300 with ``layout.base_weights`` in the plain mode only.
@@ -227,7 +231,8 @@ def run_inference(
     accelerator = Accelerator(cpu=use_cpu)
     weights = layout.weights(model_name) if weights is None else Path(weights)
     restorer = Restorer(prepare_model(load_model(weights), accelerator.device), tta)
-    scratch = _scratch_root(layout.infer_scratch(model_name), weights, tta, accelerator)
+    indexes = [layout.index(VAL_SPLIT), layout.index("test300")]
+    scratch = _scratch_root(layout.infer_scratch(model_name), weights, tta, accelerator, indexes)
     val_modes = tuple(tta.ladder if modes is None else modes)
     jobs = {VAL_SPLIT: val_modes, "test300": (tta.submit,)}  # the val-300 ladder in one pass of its costliest mode
     if not test or not has_frames(layout.index("test300")):  # the development phase: no test frames yet

@@ -293,3 +293,23 @@ def test_run_inference_of_the_base_restores_val300_plain_only_from_the_given_wei
         for name in NAMES[:2]:
             got, want = (layout.predictions(m, "plain", "val300") / kind / f"{name}.png" for m in (BASE, "tiny"))
             assert got.read_bytes() == want.read_bytes()
+
+
+def test_scratch_key_changes_with_the_input_frames(tmp_path):
+    # The base keeps its weights across a data change (it is frozen); a scratch key of weights + TTA alone let
+    # infer_base reuse the deblurring restorations for a denoising val-300 with the same frame names.
+    from types import SimpleNamespace
+
+    from pipeline.config import TTAConfig
+    from pipeline.predict import _scratch_root
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"weights")
+    index = tmp_path / "val300.csv"
+    index.write_text("name,blur_md5\n000_00000009,aaa\n")
+    state = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)  # one process
+    first = _scratch_root(tmp_path / "scratch", weights, TTAConfig(), state, [index])
+    assert first == _scratch_root(tmp_path / "scratch", weights, TTAConfig(), state, [index])
+    index.write_text("name,blur_md5\n000_00000009,bbb\n")  # same name, new input frame
+    second = _scratch_root(tmp_path / "scratch", weights, TTAConfig(), state, [index])
+    assert second != first and second.parent == first.parent
