@@ -234,15 +234,22 @@ def _image_problems(member: str, data: bytes, size: tuple[int, int]) -> list[str
     return []
 
 
-def check(zip_path: str | Path, expected: dict[str, tuple[int, int]]) -> list[str]:
-    """Every problem with submission ``zip_path`` against ``expected`` (name -> (height, width)); [] means valid."""
+def _open_zip(zip_path: str | Path) -> tuple[zipfile.ZipFile | None, list[str]]:
+    """The opened archive, or None and the one problem that stops reading it (missing, not a zip)."""
     zip_path = Path(zip_path)
     if not zip_path.is_file():
-        return [f"{zip_path}: no such file"]
+        return None, [f"{zip_path}: no such file"]
     try:
-        zf = zipfile.ZipFile(zip_path)
+        return zipfile.ZipFile(zip_path), []
     except (zipfile.BadZipFile, OSError) as exc:
-        return [f"{zip_path}: not a readable zip archive ({exc})"]
+        return None, [f"{zip_path}: not a readable zip archive ({exc})"]
+
+
+def check(zip_path: str | Path, expected: dict[str, tuple[int, int]]) -> list[str]:
+    """Every problem with submission ``zip_path`` against ``expected`` (name -> (height, width)); [] means valid."""
+    zf, opened = _open_zip(zip_path)
+    if zf is None:
+        return opened
     problems: list[str] = []
     with zf:
         members = zf.infolist()
@@ -296,13 +303,9 @@ def check(zip_path: str | Path, expected: dict[str, tuple[int, int]]) -> list[st
 def check_results(zip_path: str | Path, expected: Mapping[str, tuple[int, int]]) -> list[str]:
     """Every problem with a results zip (:func:`package_results`) against ``expected`` (member -> (height, width)):
     missing, unexpected or repeated members and PNGs that are not 8-bit RGB of the input's size; [] means valid."""
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        return [f"{zip_path}: no such file"]
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        return [f"{zip_path}: not a readable zip archive ({exc})"]
+    zf, opened = _open_zip(zip_path)
+    if zf is None:
+        return opened
     problems: list[str] = []
     with zf:
         seen: set[str] = set()
