@@ -24,6 +24,7 @@ from pipeline.evaluate import load_index, read_input_scores, score_dir, summariz
 from pipeline.fileio import read_image, read_json, write_json
 from pipeline.layout import VAL_SPLIT, Layout
 from pipeline.predictions import PredictionFolder, Runtime
+from pipeline.tasks import Task, task_of_index
 
 __all__ = [
     "EnsembleError",
@@ -117,19 +118,24 @@ def project_to_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - css[rho] / (rho + 1), 0.0)
 
 
-def _frame_stats(member_dirs: Sequence[Path], name: str, sharp_path: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-frame quadratic form of the ensemble's MSE: A[i,j] = mean(p_i p_j), b[i] = mean(p_i y), c = mean(y^2)."""
-    y = read_image(sharp_path).astype(np.float64).ravel() / 255.0
+def _frame_stats(
+    member_dirs: Sequence[Path], name: str, sharp_path: str, task: Task
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-frame quadratic form of the ensemble's MSE on the values ``task`` scores (RGB, or the Y channel; peak 1):
+    A[i,j] = mean(p_i p_j), b[i] = mean(p_i y), c = mean(y^2). The luma is affine in RGB, so the weighted average's
+    luma is the weighted average of the members' lumas and one quadratic form serves both channels."""
+    sharp = read_image(sharp_path)
+    y = task.scored_values(sharp / 255.0).ravel()
     preds = []
     for d in member_dirs:
         folder = PredictionFolder(d)
         path = folder.png16(name)
         if not path.is_file():
             raise EnsembleError(f"{path}: member prediction missing")
-        p = folder.read16(name).astype(np.float64).ravel()
-        if p.size != y.size:
+        p = folder.read16(name)
+        if p.shape != sharp.shape:
             raise EnsembleError(f"{path}: size differs from ground truth {sharp_path}")
-        preds.append(p)
+        preds.append(task.scored_values(p).ravel())
     p = np.stack(preds)
     return p @ p.T / y.size, p @ y / y.size, float(y @ y / y.size)
 
@@ -187,10 +193,11 @@ def fit_weights(
     index = load_index(index)
     if len(dirs) < 1:
         raise EnsembleError("fit_weights needs at least one member")
+    task = task_of_index(index, "ensemble fit index")
     fit, held = split_fit_heldout(list(index["name"]), fit_fraction, seed)
     sharp = dict(zip(index["name"], index["sharp_path"], strict=True))
     names = fit + held
-    jobs = [delayed(_frame_stats)(dirs, n, sharp[n]) for n in names]
+    jobs = [delayed(_frame_stats)(dirs, n, sharp[n], task) for n in names]
     if workers > 1:
         stats = Parallel(n_jobs=workers)(jobs)
     else:

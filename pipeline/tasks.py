@@ -105,9 +105,12 @@ class Task:
         module, func = self.indexer.split(":")
         return getattr(importlib.import_module(module), func)(Path(root), options)
 
-    def score(self, pred: np.ndarray, target: np.ndarray, *, with_ssim: bool = True) -> dict[str, float]:
+    def score(
+        self, pred: np.ndarray, target: np.ndarray, *, with_ssim: bool = True, with_ssim3d: bool = True
+    ) -> dict[str, float]:
         """PSNR, SSIM (BasicSR convention) and the release's SSIM (``ssim3d``: HINet's 3D SSIM on RGB, its 2D
-        replicate-border SSIM on Y) of two RGB uint8 images under this task's channel and border crop."""
+        replicate-border SSIM on Y) of two RGB uint8 images under this task's channel and border crop (a score not
+        asked for is NaN)."""
         from pipeline import metrics
 
         y = self.channel == "y"
@@ -115,20 +118,36 @@ class Task:
         if not with_ssim:
             return {**out, "ssim": math.nan, "ssim3d": math.nan}
         out["ssim"] = metrics.ssim(pred, target, self.crop_border, test_y_channel=y)
-        if y:
+        if not with_ssim3d:
+            out["ssim3d"] = math.nan
+        elif y:
             out["ssim3d"] = metrics.ssim_hinet_y(pred, target, self.crop_border)
         else:
             out["ssim3d"] = metrics.ssim_hinet3d(pred, target, self.crop_border)
         return out
 
-    def score_output(self, output: np.ndarray, target: np.ndarray, *, with_ssim: bool = True) -> dict[str, float]:
+    def scored_values(self, rgb: np.ndarray) -> np.ndarray:
+        """The values this task's PSNR is computed on, as float64 with peak 1, from an RGB image in [0, 1] (HWC):
+        the border-cropped RGB, or its unrounded BT.601 luma / 255 (``channel`` "y"). The ensemble fit maximises
+        PSNR over these, so it ranks weights as ``evaluate`` ranks the result."""
+        from pipeline import metrics
+
+        x = np.asarray(rgb, dtype=np.float64)
+        if self.crop_border:
+            c = self.crop_border
+            x = x[c:-c, c:-c]
+        return metrics.rgb_to_y(x * 255.0) / 255.0 if self.channel == "y" else x
+
+    def score_output(
+        self, output: np.ndarray, target: np.ndarray, *, with_ssim: bool = True, with_ssim3d: bool = True
+    ) -> dict[str, float]:
         """Scores of a restored float image (HWC RGB in [0, 1]) as the release scores it: :meth:`score` of its 8-bit
         rounding, with PSNR from the unrounded output where the release takes it so (``rounded_output`` false: SIDD,
         RGB and no crop, peak 1)."""
         from pipeline import metrics
         from pipeline.fileio import to_uint8
 
-        out = self.score(to_uint8(output), target, with_ssim=with_ssim)
+        out = self.score(to_uint8(output), target, with_ssim=with_ssim, with_ssim3d=with_ssim3d)
         if not self.rounded_output:
             out["psnr"] = metrics.psnr_float(output, target)
         return out

@@ -35,9 +35,8 @@ from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
 from pipeline.device import cpu_has_native_bf16
 from pipeline.figures import pyplot, save_figure
-from pipeline.fileio import atomic_path, to_uint8, write_json
+from pipeline.fileio import atomic_path, write_json
 from pipeline.losses import stage_loss
-from pipeline.metrics import psnr, ssim
 from pipeline.models import (
     count_macs,
     count_params,
@@ -49,6 +48,7 @@ from pipeline.models import (
     save_weights,
 )
 from pipeline.models.weights import load_state_dict
+from pipeline.tasks import task_of_index
 from pipeline.tiling import restore_tiled
 
 __all__ = [
@@ -204,6 +204,7 @@ _TRAINING_CODE = (
     "train.py",
     "losses.py",
     "metrics.py",
+    "tasks.py",
     "tiling.py",
     "device.py",
     "data/dataset.py",
@@ -308,7 +309,9 @@ def _unwrap_for_eval(accelerator: Accelerator, model, ema) -> torch.nn.Module:
 
 
 def validate(accelerator: Accelerator, net: torch.nn.Module, frames: ValFrames, cfg: ModelTrainConfig) -> dict:
-    """Full-frame validation on val-300, frames split across processes, per-image scores gathered."""
+    """Full-frame validation on val-300 under the index's task protocol (channel, border crop, rounding: what
+    ``evaluate`` scores), frames split across processes, per-image PSNR/SSIM gathered."""
+    task = task_of_index(frames.table)
     precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
     net.eval()
     scores = []
@@ -318,8 +321,8 @@ def validate(accelerator: Accelerator, net: torch.nn.Module, frames: ValFrames, 
             out = restore_tiled(
                 net, blur, tile=cfg.val_tile, overlap=32, batch=4, precision=precision, device=accelerator.device
             )
-            pred = to_uint8(out)
-            scores.append([psnr(pred, sharp), ssim(pred, sharp)])
+            s = task.score_output(out, sharp, with_ssim3d=False)
+            scores.append([s["psnr"], s["ssim"]])
     local = torch.tensor(scores, dtype=torch.float64, device=accelerator.device).reshape(-1, 2)
     # split_between_processes may give ranks unequal shares; pad to gather, then drop padding.
     counts = accelerator.gather(torch.tensor([local.shape[0]], device=accelerator.device)).tolist()

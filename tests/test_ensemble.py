@@ -135,6 +135,34 @@ def test_fit_weights_prefers_the_better_member(tmp_path):
     assert report["heldout_psnr_equal"] == pytest.approx(20 * math.log10(255 / (math.sqrt(404) / 2)), abs=0.5)
 
 
+def test_fit_weights_score_the_task_channel(tmp_path):
+    """Member 'chroma' errs only along a direction with zero BT.601 luma (large RGB error, exact Y); member 'grey'
+    adds small grey noise (small RGB error, all of it in Y). A REDS index (RGB PSNR) weights 'grey'; a Rain13K index
+    (Y PSNR, as its evaluation scores) weights 'chroma' - the fit ranks weights as ``evaluate`` ranks results."""
+    rng = np.random.default_rng(5)
+    chroma_dir = np.array([128.553, -65.481, 0.0]) / 145.0  # 65.481 * d_R + 128.553 * d_G + 24.966 * d_B = 0
+    rows = []
+    for i in range(6):
+        name = f"000_{i:08d}"
+        sharp = rng.integers(60, 195, size=(H, W, 3)).astype(np.uint8)
+        write_image(tmp_path / "sharp" / f"{name}.png", sharp)
+        write_image(tmp_path / "blur" / f"{name}.png", sharp)
+        chroma = sharp + 20.0 * rng.choice([-1.0, 1.0], size=(H, W, 1)) * chroma_dir
+        grey = sharp + rng.normal(0, 2.0, size=(H, W, 1))
+        write_member(tmp_path / "chroma", {name: (chroma / 255).astype(np.float32)}, 1.0)
+        write_member(tmp_path / "grey", {name: (grey / 255).astype(np.float32)}, 1.0)
+        rows.append({"split": "val300", "seq": "000", "frame": f"{i:08d}", "name": name,
+                     "blur_path": str(tmp_path / "blur" / f"{name}.png"),
+                     "sharp_path": str(tmp_path / "sharp" / f"{name}.png")})  # fmt: skip
+    rgb = pd.DataFrame(rows)
+    dirs = [tmp_path / "chroma", tmp_path / "grey"]
+    w_rgb, _ = fit_weights(dirs, rgb, fit_fraction=0.5, seed=0)
+    w_y, report = fit_weights(dirs, rgb.assign(task="rain13k"), fit_fraction=0.5, seed=0)
+    assert w_rgb[1] > 0.9 and w_y[0] > 0.99, (w_rgb, w_y)
+    # Y of 'chroma' is exact up to 16-bit storage: the fitted held-out Y PSNR is far above ~42 dB of grey.
+    assert report["heldout_psnr_fitted"] > 60
+
+
 def ensemble_layout(tmp_path, index, *, test_frames: bool) -> Layout:
     """The files the ensemble stage reads, as the earlier stages write them: index CSVs, per-frame input scores, and
     each member's x8 predictions (``make_val``) scored by ``evaluate``."""

@@ -339,3 +339,33 @@ def test_bad_pretrained_base_stops_training_naming_the_file(workdir, case):
         assert "extra_blocks" in last  # names the architectural difference
     for out in ("models/tiny.safetensors", "metrics/train/tiny.json", "runs/tiny", "dvclive/tiny"):
         assert not (workdir / out).exists(), out
+
+
+def test_validation_scores_under_the_index_task_protocol():
+    """Training-time validation scores as ``evaluate`` does: a Rain13K index on the Y channel, REDS on RGB (an identity
+    net, so the scores are the inputs' under each protocol)."""
+    import numpy as np
+    import pandas as pd
+    from accelerate import Accelerator
+
+    from pipeline.data.dataset import ValFrames
+    from pipeline.metrics import psnr
+    from pipeline.train import validate
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(40, 215, (24, 32, 3)).astype(np.uint8)
+    blur = np.clip(sharp.astype(int) + rng.integers(-20, 21, sharp.shape), 0, 255).astype(np.uint8)
+
+    class Frames(ValFrames):
+        def __getitem__(self, i):
+            return "000_00000000", blur, sharp
+
+    table = pd.DataFrame({"name": ["000_00000000"], "blur_path": ["b.png"], "sharp_path": ["s.png"]})
+    identity = torch.nn.Identity()
+    cfg = ModelTrainConfig(variant="hinet-tiny")
+    accelerator = Accelerator(cpu=True)
+    rgb = validate(accelerator, identity, Frames(table), cfg)
+    y = validate(accelerator, identity, Frames(table.assign(task="rain13k")), cfg)
+    assert rgb["psnr"] == pytest.approx(psnr(blur, sharp), abs=1e-9)
+    assert y["psnr"] == pytest.approx(psnr(blur, sharp, test_y_channel=True), abs=1e-9)
+    assert abs(y["psnr"] - rgb["psnr"]) > 0.5
