@@ -1,7 +1,8 @@
 """Write a small tree in a real benchmark's layout (gopro, sidd, rain13k) for the CI's end-to-end run of that task.
 
 Run: ``python .ci/layout_tree.py SOURCE FOLDER``. The trees are the tests' (tests/layout_trees.py) at a size the tiny
-params train on: 96x128 frames (64 px patches and tiles), SIDD validation blocks of 32 px.
+params train on: 96x128 frames (64 px patches and tiles), SIDD validation and benchmark blocks of 32 px (the benchmark
+blocks are the packaged split).
 """
 
 import sys
@@ -14,7 +15,7 @@ SIZE = (96, 128)
 source, folder = sys.argv[1], Path(sys.argv[2])
 writers = {
     "gopro": lambda: make_gopro(folder, size=SIZE),
-    "sidd": lambda: make_sidd(folder, size=SIZE, block=32),
+    "sidd": lambda: make_sidd(folder, benchmark=True, size=SIZE, block=32),
     "rain13k": lambda: make_rain13k(folder, size=SIZE),
 }
 writers[source]()

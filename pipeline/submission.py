@@ -439,8 +439,9 @@ def build_submission(
     names = index["name"].tolist()
     if not names:
         raise ValueError(
-            f"{index_csv}: package.split is {cfg.split!r} but the data set has no such frames (no test/ "
-            "folder yet: the development phase); set package.split: val300 to package the val-300 frames"
+            f"{index_csv}: package.split is {cfg.split!r} but the data set has no such frames (REDS: no test/ "
+            "folder yet, the development phase; SIDD: no BenchmarkNoisyBlocksSrgb.mat beside Data/); set "
+            "package.split: val300 to package the val-300 frames"
         )
     predictions = PredictionFolder(layout.ensemble(cfg.split))
     runtime = predictions.read_runtime()
