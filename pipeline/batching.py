@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipeline.errors import PipelineError
+
 if TYPE_CHECKING:
     from pipeline.config import Params
 
@@ -22,7 +24,7 @@ class BatchPlan:
     global_batch: int
 
 
-class BatchPlanError(ValueError):
+class BatchPlanError(PipelineError):
     """The global batch cannot be split over the processes; the message names the values and the fix."""
 
 

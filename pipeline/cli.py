@@ -12,43 +12,31 @@ import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from pipeline.errors import PipelineError
+
 __all__ = ["USER_ERROR_EXIT", "describe", "is_user_error", "reports_user_errors"]
 
 USER_ERROR_EXIT = 1
 
-# The project's error classes, by module. Looked up in sys.modules rather than imported, so reporting an error never
-# imports torch: an error of a module that was never imported cannot have been raised.
-_PROJECT_ERRORS = {
-    "pipeline.config": "ConfigError",
-    "pipeline.data.reds": "DatasetError",
-    "pipeline.data.pool": "PoolError",
-    "pipeline.batching": "BatchPlanError",
-    "pipeline.launch": "LaunchError",
-    "pipeline.fileio": "ImageReadError",
-    "pipeline.models.weights": "WeightsError",
-    "pipeline.evaluate": "EvaluationError",
-    "pipeline.ensemble": "EnsembleError",
-    "pipeline.predictions": "PredictionsError",
-    "pipeline.leaderboard": "LeaderboardError",
-    "pipeline.tasks": "TaskError",
-    "pipeline.paper": "PaperError",
-}
-# A folder that cannot be written or read, a missing input: the user's environment, not the code.
-_FILE_ERRORS = (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+# The project's own errors, and a folder that cannot be written or read or a missing input: the user's environment,
+# not the code. One base class, so the answer never depends on which modules happen to be imported.
+_USER_ERRORS = (
+    PipelineError,
+    PermissionError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is one of the project's own errors or a file-system refusal (not a bug)."""
-    if isinstance(exc, _FILE_ERRORS):
-        return True
-    for module, name in _PROJECT_ERRORS.items():
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(exc, cls):
-            return True
-    return False
+    """Whether ``exc`` is one of the project's own errors (a :class:`~pipeline.errors.PipelineError`) or a file-system
+    refusal (not a bug)."""
+    return isinstance(exc, _USER_ERRORS)
 
 
 def describe(exc: BaseException) -> str:

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from pipeline.errors import PipelineError
+
 __all__ = [
     "CROP_TRANSFORMS",
     "POOL_SPLITS",
@@ -62,7 +64,7 @@ SYNTH_PHOTOS = WHEEL_PHOTOS + tuple(POOL_SPLITS)  # every photo pipeline.data.sy
 _POOL_TRAIN = tuple(n for n, s in POOL_SPLITS.items() if s == "train")
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineError):
     """A params file or mapping does not match the expected schema; the message names the key.
 
     A section's own check also sets ``key`` (relative to the section) and ``problem``, so :func:`parse` can restate

@@ -11,8 +11,11 @@ import contextlib
 import torch
 from torch import nn
 
+from pipeline.errors import PipelineError
+
 __all__ = [
     "PRECISIONS",
+    "DeviceError",
     "autocast",
     "cpu_has_native_bf16",
     "describe_device",
@@ -27,6 +30,11 @@ __all__ = [
 PRECISIONS = ("auto", "bf16", "fp16", "fp32", "no")
 
 
+class DeviceError(PipelineError):
+    """A device or precision asked for (``--device``, ``tta.precision``...) that this machine cannot give; the message
+    names the value and what to use instead."""
+
+
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """Map ``'auto'`` (or None) to CUDA when present, else CPU; other names are checked against what is available."""
     if isinstance(name, torch.device):
@@ -36,9 +44,9 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device {name!r} is not a valid torch device (use auto, cpu, cuda or cuda:N)") from None
+        raise DeviceError(f"device {name!r} is not a valid torch device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+        raise DeviceError(f"device {name!r} asked for, but CUDA is not available on this machine")
     return device
 
 
@@ -67,10 +75,10 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
         return None
     if precision == "fp16":
         if device.type != "cuda":
-            raise ValueError(f"precision 'fp16' needs a CUDA device, got {device}; use bf16 or fp32")
+            raise DeviceError(f"precision 'fp16' needs a CUDA device, got {device}; use bf16 or fp32")
         return torch.float16
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"precision 'bf16' is supported on cpu and cuda, got {device}")
+        raise DeviceError(f"precision 'bf16' is supported on cpu and cuda, got {device}")
     return torch.bfloat16
 
 

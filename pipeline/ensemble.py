@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import EnsembleConfig
 from pipeline.data.reds import has_frames
+from pipeline.errors import PipelineError
 from pipeline.evaluate import load_index, read_input_scores, score_dir, summarize, write_per_image_csv
 from pipeline.fileio import read_image, read_json, write_json
 from pipeline.layout import VAL_SPLIT, Layout
@@ -40,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class EnsembleError(ValueError):
+class EnsembleError(PipelineError):
     """Members, weights or predictions cannot be combined; the message names the member, file or argument."""
 
 

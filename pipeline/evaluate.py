@@ -16,6 +16,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from pipeline.errors import PipelineError
 from pipeline.fileio import atomic_path, read_image, read_json, write_json
 from pipeline.layout import VAL_SPLIT, Layout
 from pipeline.tasks import Task, task_of_index
@@ -37,7 +38,7 @@ __all__ = [
 SCORE_COLUMNS = ["name", "psnr", "ssim", "ssim3d"]  # ssim3d: the release's SSIM (3D on RGB, 2D replicate on Y: tasks)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PipelineError):
     """Predictions, an index or a runtime record cannot be scored; the message names the file or frame."""
 
 

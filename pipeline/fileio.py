@@ -20,8 +20,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import PipelineError
+
 __all__ = [
     "ImageReadError",
+    "TableError",
     "atomic_dir",
     "atomic_path",
     "read_image",
@@ -36,8 +39,13 @@ __all__ = [
 ]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(PipelineError):
     """An image file is missing, unreadable, truncated or of an unexpected kind; the message names the file."""
+
+
+class TableError(PipelineError):
+    """A CSV table (an index, per-frame scores) is missing, lacks columns or holds rows that cannot be used; the
+    message names the file."""
 
 
 def temp_sibling(path: str | os.PathLike) -> Path:
@@ -203,13 +211,13 @@ def read_table(path: str | Path, columns: tuple[str, ...] | list[str], what: str
     """Read a CSV table of the data stage keeping ``seq``/``frame``/``name`` and paths as text; check its columns."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: {what} not found")
+        raise TableError(f"{path}: {what} not found")
     table = pd.read_csv(
         path, dtype={"seq": str, "frame": str, "name": str, "blur_path": str, "sharp_path": str}, keep_default_na=False
     )
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: not a {what}, missing column(s) {missing}")
+        raise TableError(f"{path}: not a {what}, missing column(s) {missing}")
     return table
 
 

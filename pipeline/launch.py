@@ -18,13 +18,14 @@ import os
 import shlex
 import sys
 
-from pipeline.cli import USER_ERROR_EXIT
-from pipeline.config import ConfigError, LaunchConfig, load_params
+from pipeline.cli import reports_user_errors
+from pipeline.config import LaunchConfig, load_params
+from pipeline.errors import PipelineError
 
 __all__ = ["LaunchError", "accelerate_command", "check_machine", "main"]
 
 
-class LaunchError(ValueError):
+class LaunchError(PipelineError):
     """The launch settings do not fit this machine; the message names the value and the fix."""
 
 
@@ -85,6 +86,7 @@ def accelerate_command(
     return cmd + list(script_args), env
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file whose `launch` section is used")
@@ -92,12 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("script", help="the stage script, e.g. stages/train.py")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     args = parser.parse_args(argv)
-    try:
-        launch = load_params(args.params).launch
-        cmd, env = accelerate_command(launch, [args.script, *args.args])
-    except (ConfigError, LaunchError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return USER_ERROR_EXIT
+    launch = load_params(args.params).launch
+    cmd, env = accelerate_command(launch, [args.script, *args.args])
     if args.dry_run:
         print(" ".join(f"{k}={v}" for k, v in env.items()), shlex.join(cmd))
         return 0

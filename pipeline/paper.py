@@ -34,6 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pipeline.cli import reports_user_errors
+from pipeline.errors import PipelineError
 from pipeline.tasks import SCORES, Task, get_task
 
 __all__ = [
@@ -57,7 +58,7 @@ COLUMNS += ["psnr", "ssim", "ssim3d", "paper_psnr", "diff_psnr"]
 FRAME_COLUMNS = ["task", "test_set", "checkpoint", "name", *SCORES]
 
 
-class PaperError(ValueError):
+class PaperError(PipelineError):
     """A paper-table run that cannot be evaluated (no runs, no scored frames, an unknown TTA mode); names the path."""
 
 
@@ -135,7 +136,7 @@ def _plan(runs: Sequence[Run], stack: ExitStack, *, workers: int, sidd_block: in
     from pipeline.models.weights import load_model
 
     if not runs:
-        raise ValueError("paper table: no runs given (--task, --root and --weights, once per checkpoint)")
+        raise PaperError("paper table: no runs given (--task, --root and --weights, once per checkpoint)")
     planned = []
     for run in runs:
         task = get_task(run.task)
@@ -268,10 +269,10 @@ def write_outputs(table: pd.DataFrame, per_frame: pd.DataFrame, out_csv: str | P
     return [out_csv, md, frames_csv]
 
 
-def _runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Run]:
+def _runs(args: argparse.Namespace) -> list[Run]:
     tasks, roots, weights = args.task or [], args.root or [], args.weights or []
     if not tasks or not (len(tasks) == len(roots) == len(weights)):
-        parser.error(
+        raise PaperError(
             f"give --task, --root and --weights once per run (got {len(tasks)} --task, {len(roots)} --root, "
             f"{len(weights)} --weights)"
         )
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes validating the trees")
     parser.add_argument("--sidd-block", type=int, default=256, help="SIDD block side (256 in the benchmark)")
     args = parser.parse_args(argv)
-    runs = _runs(parser, args)
+    runs = _runs(args)
     table, per_frame = evaluate_runs(
         runs,
         mode=args.tta,

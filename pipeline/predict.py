@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from pipeline.config import TTAConfig
 from pipeline.data.reds import has_frames, read_index
 from pipeline.device import describe_device
-from pipeline.fileio import read_image, write_json
+from pipeline.fileio import TableError, read_image, write_json
 from pipeline.inference import MODE_PARTS, Restorer
 from pipeline.layout import VAL_SPLIT, Layout
 from pipeline.predictions import PredictionFolder, Runtime
@@ -34,14 +34,14 @@ def index_frames(index_csv: str | os.PathLike) -> list[tuple[str, str]]:
     file stems (they become output file names)."""
     frame = read_index(index_csv, ("name", "blur_path"))
     if frame.empty:
-        raise ValueError(f"{index_csv}: index has no rows")
+        raise TableError(f"{index_csv}: index has no rows")
     names = frame["name"]
     bad = [n for n in names if not n or "/" in n or "\\" in n or n.startswith(".")]
     if bad:
-        raise ValueError(f"{index_csv}: names must be plain file stems, got {bad[:5]}")
+        raise TableError(f"{index_csv}: names must be plain file stems, got {bad[:5]}")
     dupes = sorted(names[names.duplicated()].unique())
     if dupes:
-        raise ValueError(f"{index_csv}: duplicate names {dupes[:5]}")
+        raise TableError(f"{index_csv}: duplicate names {dupes[:5]}")
     return list(zip(names, frame["blur_path"], strict=True))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import PipelineError
 from pipeline.fileio import atomic_dir, read_image, read_image16, to_uint8, write_image, write_image16, write_json
 
 __all__ = ["PNG8", "PNG16", "RUNTIME_NAME", "PredictionFolder", "PredictionsError", "Runtime"]
@@ -29,7 +30,7 @@ __all__ = ["PNG8", "PNG16", "RUNTIME_NAME", "PredictionFolder", "PredictionsErro
 PNG16, PNG8, RUNTIME_NAME = "png16", "png8", "runtime.json"
 
 
-class PredictionsError(ValueError):
+class PredictionsError(PipelineError):
     """A prediction folder or its runtime record is missing, truncated or malformed; the message names the file."""
 
 

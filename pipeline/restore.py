@@ -4,7 +4,8 @@
 (scanned non-recursively, sorted, image suffixes only). Each result is written atomically as ``DIR/<stem>.png``
 (8-bit RGB). Failure policy: an unreadable input is reported on stderr with its file name and skipped, the other
 images are still restored, and the command exits with status 1 listing every failure at the end; bad arguments
-(missing weights, empty input directory, clashing output names) stop it at once with status 2.
+(missing weights, empty input directory, clashing output names) stop it before any image is restored, with one line
+``error: <path>: <problem>`` and status 1 (``pipeline.cli.USER_ERROR_EXIT``, as every command of the project).
 """
 
 from __future__ import annotations
@@ -18,15 +19,21 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pipeline.cli import describe, reports_user_errors
+from pipeline.cli import reports_user_errors
 from pipeline.config import CropsConfig, TTAConfig
 from pipeline.device import prepare_model, resolve_device
+from pipeline.errors import PipelineError
 from pipeline.fileio import ImageReadError, read_image, to_uint8, write_image
 from pipeline.inference import TRANSFORM_SETS, TTA_MODES, Restorer
 
-__all__ = ["IMAGE_SUFFIXES", "find_inputs", "main", "output_paths", "parse_args"]
+__all__ = ["IMAGE_SUFFIXES", "RestoreError", "find_inputs", "main", "output_paths", "parse_args"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class RestoreError(PipelineError):
+    """``--input`` or ``--output`` cannot work (nothing to restore, two results with one name, an input overwritten);
+    the message names the path and the fix."""
 
 
 def find_inputs(path: str | Path) -> list[Path]:
@@ -37,9 +44,9 @@ def find_inputs(path: str | Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this directory")
+            raise RestoreError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this directory")
         return files
-    raise ValueError(f"{path}: no such file or directory")
+    raise RestoreError(f"{path}: no such file or directory")
 
 
 def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
@@ -48,12 +55,12 @@ def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
     seen: dict[Path, Path] = {}
     for src, dst in zip(inputs, outs, strict=True):
         if dst in seen:
-            raise ValueError(f"{seen[dst]} and {src} would both be written to {dst}; rename one of them")
+            raise RestoreError(f"{seen[dst]} and {src} would both be written to {dst}; rename one of them")
         seen[dst] = src
     sources = {p.resolve() for p in inputs}
     clobbered = [str(d) for d in outs if d.resolve() in sources]
     if clobbered:
-        raise ValueError(f"output would overwrite input file(s) {clobbered[:3]}; choose another --output directory")
+        raise RestoreError(f"output would overwrite input file(s) {clobbered[:3]}; choose another --output directory")
     return outs
 
 
@@ -77,26 +84,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 @reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    """Restore every input; return 0, 1 when some inputs could not be read, 2 on bad arguments."""
+    """Restore every input; return 0, or 1 when some inputs could not be read. Bad arguments, missing or unreadable
+    weights and an unusable output folder are user errors (one line, exit 1) raised before any image is restored."""
     from pipeline.models import load_model
 
     args = parse_args(argv)
-    try:
-        inputs = find_inputs(args.input)
-        outputs = output_paths(inputs, Path(args.output))
-        device = resolve_device(args.device)
-        crops = CropsConfig(n=args.crops, size=args.crop_size, transforms=args.crop_transforms, seed=args.seed)
-        tta = TTAConfig(
-            tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision, ladder=(args.tta,),
-            submit=args.tta, crops=crops,
-        )  # fmt: skip
-        restorer = Restorer(prepare_model(load_model(args.weights), device), tta)
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        if not os.access(args.output, os.W_OK | os.X_OK):  # fail before the model runs, naming the folder
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), args.output)
-    except (ValueError, OSError) as exc:  # bad arguments, missing or unreadable weights, an unusable output folder
-        print(f"error: {describe(exc)}", file=sys.stderr)
-        return 2
+    inputs = find_inputs(args.input)
+    outputs = output_paths(inputs, Path(args.output))
+    device = resolve_device(args.device)
+    crops = CropsConfig(n=args.crops, size=args.crop_size, transforms=args.crop_transforms, seed=args.seed)
+    tta = TTAConfig(
+        tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision, ladder=(args.tta,),
+        submit=args.tta, crops=crops,
+    )  # fmt: skip
+    restorer = Restorer(prepare_model(load_model(args.weights), device), tta)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    if not os.access(args.output, os.W_OK | os.X_OK):  # fail before the model runs, naming the folder
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), args.output)
     failures: list[str] = []
     bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="restore", unit="image", disable=None)
     for src, dst in bar:

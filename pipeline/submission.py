@@ -35,6 +35,7 @@ from PIL import Image
 from pipeline.cli import reports_user_errors
 from pipeline.config import EnsembleConfig, ModelTrainConfig, PackageConfig, TTAConfig
 from pipeline.data.reds import is_val300_frame, read_index
+from pipeline.errors import PipelineError
 from pipeline.fileio import atomic_path
 from pipeline.layout import Layout
 from pipeline.predictions import PredictionFolder
@@ -42,6 +43,7 @@ from pipeline.tasks import Task, task_of_index
 
 __all__ = [
     "README_FIELDS",
+    "SubmissionError",
     "build_submission",
     "check",
     "check_results",
@@ -65,6 +67,11 @@ README_FIELDS = (
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same inputs give a byte-identical zip
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class SubmissionError(PipelineError):
+    """A submission cannot be built from these predictions and frames (missing or non-8-bit predictions, an index or
+    frames folder that cannot say what to expect, a zip that fails validation); the message names the file."""
 
 
 def write_readme_text(runtime_s: float, used_gpu: bool, extra_data: bool, description: str) -> str:
@@ -102,7 +109,7 @@ def _png_format_problem(data: bytes) -> str | None:
 
 
 def _check_predictions(paths: list[Path], zip_path: Path) -> None:
-    """Every prediction must exist and be an 8-bit RGB PNG; otherwise one ValueError lists the offenders."""
+    """Every prediction must exist and be an 8-bit RGB PNG; otherwise one SubmissionError lists the offenders."""
     missing, bad = [], []
     for path in paths:
         if not path.is_file():
@@ -115,7 +122,7 @@ def _check_predictions(paths: list[Path], zip_path: Path) -> None:
     if missing or bad:
         lines = [f"missing prediction {p}" for p in missing] + bad
         shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
-        raise ValueError(f"package: cannot build {zip_path}: {len(lines)} problem(s):\n  {shown}")
+        raise SubmissionError(f"package: cannot build {zip_path}: {len(lines)} problem(s):\n  {shown}")
 
 
 def _write_zip(zip_path: Path, members: Mapping[str, Path], readme: str | None) -> None:
@@ -144,16 +151,17 @@ def package(
 ) -> Path:
     """Zip ``pred_dir/<name>.png`` for every name plus the readme into ``zip_path`` atomically; returns the path.
 
-    Every prediction must exist and be an 8-bit RGB PNG; otherwise a ValueError lists the offenders and nothing is
-    written. PNGs are stored (already compressed), in sorted order with fixed timestamps, so reruns are byte-identical.
+    Every prediction must exist and be an 8-bit RGB PNG; otherwise a SubmissionError lists the offenders and nothing
+    is written. PNGs are stored (already compressed), in sorted order with fixed timestamps, so reruns are
+    byte-identical.
     """
     pred_dir, zip_path = Path(pred_dir), Path(zip_path)
     names = list(names)
     if not names:
-        raise ValueError("package: no frame names given")
+        raise SubmissionError("package: no frame names given")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"package: duplicate frame names {dupes[:5]}")
+        raise SubmissionError(f"package: duplicate frame names {dupes[:5]}")
     readme = write_readme_text(runtime_s, used_gpu, extra_data, description)
     _check_predictions([pred_dir / f"{name}.png" for name in names], zip_path)
     _write_zip(zip_path, {f"{name}.png": pred_dir / f"{name}.png" for name in names}, readme)
@@ -168,7 +176,7 @@ def result_members(task: Task, index: pd.DataFrame) -> dict[str, str]:
     for name, test_set, blur in zip(index["name"], index["test_set"], index["blur_path"], strict=True):
         place = task.result_path(name, test_set, blur)
         if place in taken:
-            raise ValueError(f"{blur}: frames {taken[place]!r} and {name!r} would both be written as {place}")
+            raise SubmissionError(f"{blur}: frames {taken[place]!r} and {name!r} would both be written as {place}")
         places[name], taken[place] = place, name
     return places
 
@@ -180,7 +188,7 @@ def package_results(pred_dir: str | Path, members: Mapping[str, str], zip_path: 
     The same checks and byte-identical reruns as :func:`package`; no readme."""
     pred_dir, zip_path = Path(pred_dir), Path(zip_path)
     if not members:
-        raise ValueError("package: no frame names given")
+        raise SubmissionError("package: no frame names given")
     _check_predictions([pred_dir / f"{name}.png" for name in members], zip_path)
     _write_zip(zip_path, {place: pred_dir / f"{name}.png" for name, place in members.items()}, None)
     return zip_path
@@ -334,7 +342,7 @@ def _image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read image size ({exc})") from None
+        raise SubmissionError(f"{path}: cannot read image size ({exc})") from None
     return h, w
 
 
@@ -349,37 +357,37 @@ def expected_frames(frames: str | Path, *, all_frames: bool = False) -> dict[str
     frames = Path(frames)
     if frames.is_file():
         if frames.suffix.lower() != ".csv":
-            raise ValueError(f"{frames}: expected an index CSV or a folder of input frames")
+            raise SubmissionError(f"{frames}: expected an index CSV or a folder of input frames")
         try:
             df = read_index(frames, ("name", "height", "width"))
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{frames}: not a readable CSV ({exc})") from None
+            raise SubmissionError(f"{frames}: not a readable CSV ({exc})") from None
         if df["name"].duplicated().any():
-            raise ValueError(f"{frames}: duplicate names {sorted(df.loc[df['name'].duplicated(), 'name'])[:5]}")
+            raise SubmissionError(f"{frames}: duplicate names {sorted(df.loc[df['name'].duplicated(), 'name'])[:5]}")
         try:
             return {str(n): (int(h), int(w)) for n, h, w in zip(df["name"], df["height"], df["width"], strict=True)}
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{frames}: height/width must be integers ({exc})") from None
+            raise SubmissionError(f"{frames}: height/width must be integers ({exc})") from None
     if not frames.is_dir():
-        raise ValueError(f"{frames}: no such index CSV or frames folder")
+        raise SubmissionError(f"{frames}: no such index CSV or frames folder")
     out: dict[str, tuple[int, int]] = {}
     flat = sorted(p for p in frames.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
     seqs = sorted(p for p in frames.iterdir() if p.is_dir() and not p.name.startswith("."))
     if flat and seqs:
-        raise ValueError(f"{frames}: mixes flat images and sequence folders; give one layout")
+        raise SubmissionError(f"{frames}: mixes flat images and sequence folders; give one layout")
     for path in flat:
         if path.stem in out:
-            raise ValueError(f"{frames}: frame {path.stem!r} appears with two suffixes")
+            raise SubmissionError(f"{frames}: frame {path.stem!r} appears with two suffixes")
         out[path.stem] = _image_size(path)
     for seq in seqs:
         for path in sorted(p for p in seq.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES):
             if all_frames or (path.stem.isdigit() and is_val300_frame(path.stem)):
                 name = f"{seq.name}_{path.stem}"
                 if name in out:
-                    raise ValueError(f"{seq}: frame {path.stem!r} appears with two suffixes")
+                    raise SubmissionError(f"{seq}: frame {path.stem!r} appears with two suffixes")
                 out[name] = _image_size(path)
     if not out:
-        raise ValueError(f"{frames}: no input frames found (.png/.jpg, flat or in <seq>/ folders)")
+        raise SubmissionError(f"{frames}: no input frames found (.png/.jpg, flat or in <seq>/ folders)")
     return out
 
 
@@ -438,7 +446,7 @@ def build_submission(
     task = task_of_index(index, index_csv)
     names = index["name"].tolist()
     if not names:
-        raise ValueError(
+        raise SubmissionError(
             f"{index_csv}: package.split is {cfg.split!r} but the data set has no such frames (REDS: no test/ "
             "folder yet, the development phase; SIDD: no BenchmarkNoisyBlocksSrgb.mat beside Data/); set "
             "package.split: val300 to package the val-300 frames"
@@ -461,7 +469,7 @@ def build_submission(
     problems = check(zip_path, expected_frames(index_csv))
     if problems:
         zip_path.unlink(missing_ok=True)
-        raise ValueError(f"{zip_path}: the packaged submission failed validation:\n  " + "\n  ".join(problems))
+        raise SubmissionError(f"{zip_path}: the packaged submission failed validation:\n  " + "\n  ".join(problems))
     return zip_path
 
 
@@ -469,14 +477,14 @@ def _build_results(index: pd.DataFrame, index_csv: Path, task: Task, predictions
     """The results zip of a ``test_set_folders`` task, validated against the index (removed if it fails)."""
     missing = [c for c in ("test_set", "blur_path", "height", "width") if c not in index.columns]
     if missing:
-        raise ValueError(f"{index_csv}: a {task.name} index needs column(s) {missing} to lay out its results")
+        raise SubmissionError(f"{index_csv}: a {task.name} index needs column(s) {missing} to lay out its results")
     members = result_members(task, index)
     package_results(predictions.png8_dir, members, zip_path)
     sizes = {n: (int(h), int(w)) for n, h, w in zip(index["name"], index["height"], index["width"], strict=True)}
     problems = check_results(zip_path, {place: sizes[name] for name, place in members.items()})
     if problems:
         zip_path.unlink(missing_ok=True)
-        raise ValueError(f"{zip_path}: the packaged results failed validation:\n  " + "\n  ".join(problems))
+        raise SubmissionError(f"{zip_path}: the packaged results failed validation:\n  " + "\n  ".join(problems))
     return zip_path
 
 
@@ -497,10 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "--all-frames", action="store_true", help="in a <seq>/<frame> tree expect every frame, not just 9, 19, ..., 99"
     )
     args = parser.parse_args(argv)
-    try:
-        expected = expected_frames(args.frames, all_frames=args.all_frames)
-    except ValueError as exc:
-        parser.error(f"--frames: {exc}")
+    expected = expected_frames(args.frames, all_frames=args.all_frames)
     problems = check(args.zip, expected)
     for problem in problems:
         print(problem)

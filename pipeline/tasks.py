@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import PipelineError
+
 __all__ = [
     "DEFAULT_TASK",
     "SCORES",
@@ -50,7 +52,7 @@ SCORES = ("psnr", "ssim", "ssim3d")  # the per-image score columns (pipeline.eva
 DEFAULT_TASK = "reds"  # the protocol of an index without a task column (REDS and the embedded REDS-like set)
 
 
-class TaskError(ValueError):
+class TaskError(PipelineError):
     """An unknown task name, or an index whose rows name several tasks or an unknown test set."""
 
 

@@ -31,9 +31,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from pipeline.batching import BatchPlan, BatchPlanError, plan_batch
-from pipeline.config import ModelTrainConfig, PathsConfig
+from pipeline.config import ConfigError, ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
 from pipeline.device import cpu_has_native_bf16
+from pipeline.errors import PipelineError
 from pipeline.figures import pyplot, save_figure
 from pipeline.fileio import atomic_path, write_json
 from pipeline.losses import stage_loss
@@ -72,8 +73,9 @@ _CKPT = re.compile(r"^step_(\d{8})$")
 PRETRAIN_NAME = "base"
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+class NonFiniteLossError(PipelineError, RuntimeError):
+    """The loss became NaN or infinite; training stops and the last good checkpoint is kept (a RuntimeError as
+    before; a user error, so the stage prints its one line naming the step and the checkpoint folder)."""
 
 
 @dataclass(frozen=True)
@@ -609,12 +611,12 @@ def export_weights(run_dir: str | Path, export: str, final: torch.nn.Module) -> 
     if export == "best":
         path = snaps / "best.safetensors"
         if not path.is_file():
-            raise ValueError(f"{path}: export 'best' asked for, but no best snapshot exists (was val_every > 0?)")
+            raise ConfigError(f"{path}: export 'best' asked for, but no best snapshot exists (was val_every > 0?)")
         return load_model(path), f"best (step {read_metadata(path)['metadata'].get('step', '?')})"
     k = int(export.split(":", 1)[1])
     found = sorted(snaps.glob("step_*.safetensors"))
     if len(found) < k:
-        raise ValueError(
+        raise ConfigError(
             f"{snaps}: export {export!r} needs {k} snapshots, found {len(found)} "
             "(lower K or snapshot more often with snapshot_every)"
         )

@@ -6,7 +6,7 @@ Runs as ``python stages/train.py --model NAME`` (one process) or under ``acceler
 import argparse
 
 from pipeline.cli import reports_user_errors
-from pipeline.config import load_params
+from pipeline.config import ConfigError, load_params
 from pipeline.train import train_model
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     if args.model not in params.models:
-        parser.error(f"model {args.model!r} is not in {args.params} (models: {sorted(params.models)})")
+        raise ConfigError(f"{args.params}: models.{args.model}: no such model (models: {sorted(params.models)})")
     train_model(
         args.model,
         params.models[args.model],

@@ -103,8 +103,9 @@ def test_restore_into_an_output_that_cannot_be_a_folder_prints_one_line(tmp_path
     weights = save_weights(create_model("hinet-tiny"), tmp_path / "tiny.safetensors")
     blocker = tmp_path / "somefile"
     blocker.write_text("a regular file, so no folder can be made under it (even as root)")
-    code = restore_main(["--weights", str(weights), "--input", str(photo), "--output", str(blocker / "sub")])
-    assert code == 2
+    with pytest.raises(SystemExit) as info:
+        restore_main(["--weights", str(weights), "--input", str(photo), "--output", str(blocker / "sub")])
+    assert info.value.code == USER_ERROR_EXIT
     assert capsys.readouterr().err == f"error: {blocker / 'sub'}: not a directory\n"
 
 
@@ -128,7 +129,7 @@ def test_restore_cli_names_a_non_hinet_weights_file(tmp_path, photo):
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 2
+    assert run.returncode == USER_ERROR_EXIT
     assert run.stderr == f"error: {foreign}: state dict has no 'conv_01.weight': not a HINet checkpoint\n"
 
 
@@ -140,6 +141,8 @@ def test_restore_into_a_folder_without_write_permission_prints_one_line(tmp_path
     out.mkdir()
     real_access = os.access
     monkeypatch.setattr(pipeline.restore.os, "access", lambda p, mode: Path(p) != out and real_access(p, mode))
-    assert restore_main(["--weights", str(weights), "--input", str(photo), "--output", str(out)]) == 2
+    with pytest.raises(SystemExit) as info:
+        restore_main(["--weights", str(weights), "--input", str(photo), "--output", str(out)])
+    assert info.value.code == USER_ERROR_EXIT
     assert capsys.readouterr().err == f"error: {out}: permission denied\n"
     assert list(out.iterdir()) == []

@@ -244,8 +244,10 @@ def test_merge_cli_reads_json_and_writes_csv(tmp_path, capsys):
     assert main(["merge", "--json", str(SAMPLE), "--out", str(tmp_path / "merged.csv")]) == 0
     assert "noladdercrops" in capsys.readouterr().out
     assert len(pd.read_csv(tmp_path / "merged.csv")) == 30
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["merge", "--json", str(tmp_path / "missing.json")])
+    assert info.value.code == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing.json'}: file not found\n"
 
 
 def test_merge_reads_the_input_row_from_the_data_stage():

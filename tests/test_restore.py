@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.cli import USER_ERROR_EXIT
 from pipeline.fileio import read_image, write_image
 from pipeline.models import create_model, identity_init, save_weights
 from pipeline.restore import find_inputs, main
@@ -50,19 +51,31 @@ def test_single_file_with_release_pth_and_x8_crops(weights):
     assert np.array_equal(read_image(out / "b_good.png"), good)
 
 
-def test_bad_arguments_exit_2_with_a_named_problem(weights, capsys):
+def _user_error(capsys, argv) -> str:
+    """The one stderr line of a bad invocation, which exits with the project's user-error code."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == USER_ERROR_EXIT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_bad_arguments_exit_1_with_a_named_problem(weights, capsys):
     make_inputs(weights)
     base = ["--input", str(weights / "in"), "--output", str(weights / "out")]
-    assert main(["--weights", str(weights / "missing.safetensors"), *base]) == 2
-    assert "missing.safetensors" in capsys.readouterr().err
+    assert "missing.safetensors" in _user_error(capsys, ["--weights", str(weights / "missing.safetensors"), *base])
     ok = ["--weights", str(weights / "tiny.safetensors")]
-    assert main([*ok, *base, "--tile", "32", "--overlap", "32"]) == 2
-    assert "overlap" in capsys.readouterr().err
-    assert main([*ok, "--input", str(weights / "in"), "--output", str(weights / "in")]) == 2
-    assert "overwrite input" in capsys.readouterr().err
+    assert "overlap" in _user_error(capsys, [*ok, *base, "--tile", "32", "--overlap", "32"])
+    assert "overwrite input" in _user_error(
+        capsys, [*ok, "--input", str(weights / "in"), "--output", str(weights / "in")]
+    )
     (weights / "empty").mkdir()
-    assert main([*ok, "--input", str(weights / "empty"), "--output", str(weights / "out")]) == 2
-    assert "no image files" in capsys.readouterr().err
+    assert "no image files" in _user_error(
+        capsys, [*ok, "--input", str(weights / "empty"), "--output", str(weights / "out")]
+    )
+    assert "not a valid torch device" in _user_error(capsys, [*ok, *base, "--device", "gpu0"])
+    assert "'fp16' needs a CUDA device" in _user_error(capsys, [*ok, *base, "--device", "cpu", "--precision", "fp16"])
     assert not (weights / "out").exists()
 
 

@@ -237,12 +237,12 @@ def test_expected_frames_errors(tmp_path):
         expected_frames(tmp_path / "empty")
 
 
-def test_cli_bad_frames_argument_is_a_usage_error(preds, tmp_path, capsys):
+def test_cli_bad_frames_argument_is_one_line_and_exit_1(preds, tmp_path, capsys):
     zip_path = _package(preds, tmp_path / "s.zip")
     with pytest.raises(SystemExit) as exc:
         main(["check", str(zip_path), "--frames", str(tmp_path / "absent")])
-    assert exc.value.code == 2
-    assert "--frames" in capsys.readouterr().err
+    assert exc.value.code == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'absent'}: no such index CSV or frames folder\n"
 
 
 def test_describe_run_names_members_tta_and_the_weights_used():

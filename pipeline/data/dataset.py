@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.data.patches import load_pair, read_patch_index
+from pipeline.data.patches import PatchError, load_pair, read_patch_index
 from pipeline.data.reds import read_index
 from pipeline.data.shards import INDEX, ShardSet, read_shard_index
 
@@ -60,7 +60,7 @@ class PairedPatchDataset:
             small = table[(table["height"] < patch_size) | (table["width"] < patch_size)]
             if len(small):
                 r = small.iloc[0]
-                raise ValueError(
+                raise PatchError(
                     f"{r['blur_path']}: patch_size {patch_size} exceeds the image size {r['width']}x{r['height']}"
                     f" ({len(small)} of {len(table)} images are too small)"
                 )
@@ -85,7 +85,7 @@ class PairedPatchDataset:
         small = [(n, s) for n, s in zip(shards.names, shards.sizes, strict=True) if min(s) < patch_size]
         if small:
             name, (h, w) = small[0]
-            raise ValueError(
+            raise PatchError(
                 f"{shards.dir}: patch_size {patch_size} exceeds the size {w}x{h} of frame {name}"
                 f" ({len(small)} of {len(shards)} frames are too small)"
             )
@@ -128,7 +128,7 @@ class PairedPatchDataset:
             else:
                 blur, sharp = self._load(index)
                 if blur.shape[:2] != (h, w):
-                    raise ValueError(f"{self.rows[index][0]}: size {blur.shape[1]}x{blur.shape[0]}, index says {w}x{h}")
+                    raise PatchError(f"{self.rows[index][0]}: size {blur.shape[1]}x{blur.shape[0]}, index says {w}x{h}")
                 blur, sharp = blur[y : y + p, x : x + p], sharp[y : y + p, x : x + p]
         t = int(rng.integers(0, 8)) if self.augment else 0
         return to_tensor(dihedral(blur, t)), to_tensor(dihedral(sharp, t))
@@ -137,14 +137,14 @@ class PairedPatchDataset:
         p = self.patch_size
         if p > h or p > w:
             where = self.rows[index][0] if self.rows is not None else f"{self.shards.dir} frame {index}"
-            raise ValueError(f"{where}: patch_size {p} exceeds the image size {w}x{h}")
+            raise PatchError(f"{where}: patch_size {p} exceeds the image size {w}x{h}")
         return int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         blur_path, sharp_path = self.rows[index]
         blur, sharp = load_pair(blur_path, sharp_path, self.offsets[index])
         if blur.shape != sharp.shape:
-            raise ValueError(f"{blur_path}: shape {blur.shape} differs from {sharp_path} {sharp.shape}")
+            raise PatchError(f"{blur_path}: shape {blur.shape} differs from {sharp_path} {sharp.shape}")
         return blur, sharp
 
 

@@ -16,12 +16,18 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from pipeline.errors import PipelineError
 from pipeline.fileio import read_image, read_table, write_image
 
-__all__ = ["PATCH_COLUMNS", "extract_patches", "grid_positions", "load_pair", "read_patch_index"]
+__all__ = ["PATCH_COLUMNS", "PatchError", "extract_patches", "grid_positions", "load_pair", "read_patch_index"]
 
 PATCH_COLUMNS = ["split", "seq", "frame", "name", "blur_path", "sharp_path", "height", "width", "y", "x", "offset"]
 FORMATS = ("png", "npy")
+
+
+class PatchError(PipelineError):
+    """Training crops cannot be cut from a frame: the patch size (``data.patch_size``, ``models.<m>.patch_size``)
+    exceeds it, or its blurry and sharp images (or its index entry) disagree in size; the message names the file."""
 
 
 def grid_positions(size: int, patch: int, stride: int) -> list[int]:
@@ -40,7 +46,7 @@ def _frame_patches(row: dict, patch: int, stride: int) -> tuple[list[tuple[int, 
     blur, sharp = read_image(row["blur_path"]), read_image(row["sharp_path"])
     h, w = blur.shape[:2]
     if patch > h or patch > w:
-        raise ValueError(f"{row['blur_path']}: patch size {patch} exceeds the frame size {w}x{h}")
+        raise PatchError(f"{row['blur_path']}: patch size {patch} exceeds the frame size {w}x{h}")
     pos = [(y, x) for y in grid_positions(h, patch, stride) for x in grid_positions(w, patch, stride)]
     b = np.stack([blur[y : y + patch, x : x + patch] for y, x in pos])
     s = np.stack([sharp[y : y + patch, x : x + patch] for y, x in pos])
@@ -94,7 +100,7 @@ def extract_patches(
     for r in rows:
         h, w = int(r["height"]), int(r["width"])
         if patch_size > h or patch_size > w:
-            raise ValueError(f"{r['blur_path']}: patch size {patch_size} exceeds the frame size {w}x{h}")
+            raise PatchError(f"{r['blur_path']}: patch size {patch_size} exceeds the frame size {w}x{h}")
         counts.append(len(grid_positions(h, patch_size, stride)) * len(grid_positions(w, patch_size, stride)))
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.cli import reports_user_errors
+from pipeline.errors import PipelineError
 from pipeline.fileio import atomic_dir, write_image
 
 __all__ = [
@@ -70,7 +72,7 @@ MIN_SHARP_SHARE = 0.75  # share of a window's structured blocks that must be sha
 MIN_SHARP_BLOCKS = 24  # a window needs at least this many sharp blocks (~ a 160x160 px area): texture to learn
 
 
-class PoolError(ValueError):
+class PoolError(PipelineError):
     """The committed pool does not match its record (missing file, wrong hash, entry without a licence)."""
 
 
@@ -529,6 +531,7 @@ def build_pool(out: Path, extracted: Path | None = None) -> list[dict]:
     return entries
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.data.pool", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from pipeline.config import DataConfig, PathsConfig
 from pipeline.data.degrade import INPUT_LABELS, input_suffix
-from pipeline.data.layouts import IndexOptions
+from pipeline.data.layouts import IndexOptions, LayoutError
 from pipeline.data.patches import PATCH_COLUMNS, extract_patches
 from pipeline.data.pool import load_pool
 from pipeline.data.reds import ROOT_FILE, relative_index
@@ -140,7 +140,7 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
         blur_ext = input_suffix(synth_task or "deblur_jpeg")  # REDS Track 2 inputs are JPEG; lossless tasks PNG
         tables = task.index(built, IndexOptions(cfg.workers, tmp / _DERIVED, cfg.sidd_block, blur_ext))
         if tables["val300"].empty:
-            raise ValueError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
+            raise LayoutError(f"{root}: no val-300 frames (val sequences need at least 10 frames)")
         (tmp / "index").mkdir()
         for split, table in tables.items():
             final = _at_final(table, tmp / _DERIVED, data_dir / _DERIVED)

@@ -17,7 +17,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from pipeline.fileio import ImageReadError, read_image, read_json, read_table
+from pipeline.errors import PipelineError
+from pipeline.fileio import ImageReadError, TableError, read_image, read_json, read_table
 
 __all__ = [
     "COLUMNS",
@@ -50,7 +51,7 @@ _FRAME = re.compile(r"\d{8}")
 _BLUR_EXT, _SHARP_EXT = ".jpg", ".png"
 
 
-class DatasetError(ValueError):
+class DatasetError(PipelineError):
     """A data set failed validation; ``problems`` lists every issue, each naming the offending path.
 
     ``what`` names the data set in the message (REDS, GoPro, SIDD, Rain13K), so one error class serves every layout.
@@ -208,7 +209,7 @@ def resolve_paths(table: pd.DataFrame, index_csv: str | Path) -> pd.DataFrame:
     """Join the relative ``blur_path``/``sharp_path`` of an index with the root recorded beside it (in place)."""
     root_file = Path(index_csv).parent / ROOT_FILE
     if root_file.is_file():
-        root = Path(read_json(root_file, what="index root record")["root"])
+        root = Path(read_json(root_file, what="index root record", error=TableError)["root"])
         for col in ("blur_path", "sharp_path"):
             if col in table:
                 table[col] = [str(root / p) if p and not Path(p).is_absolute() else p for p in table[col]]

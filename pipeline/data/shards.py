@@ -36,6 +36,7 @@ import zstandard
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from pipeline.errors import PipelineError
 from pipeline.fileio import atomic_path, read_image, write_json
 
 __all__ = [
@@ -56,8 +57,9 @@ INDEX = "index.json"
 _TAIL = struct.Struct("<Q8s")  # footer length, MAGIC
 
 
-class ShardError(ValueError):
-    """A shard is truncated, from another data version, or corrupt; the message names the file and the fix."""
+class ShardError(PipelineError):
+    """A shard is truncated, from another data version, or corrupt (or a frame pair to store differs in shape); the
+    message names the file and the fix."""
 
 
 def data_version(table: pd.DataFrame) -> str:
@@ -98,7 +100,7 @@ def _write_shard(path: Path, rows: list[dict], version: str, block: int) -> dict
         for row in rows:
             blur, sharp = read_image(row["blur_path"]), read_image(row["sharp_path"])
             if blur.shape != sharp.shape:
-                raise ValueError(f"{row['blur_path']}: shape {blur.shape} differs from {row['sharp_path']}")
+                raise ShardError(f"{row['blur_path']}: shape {blur.shape} differs from {row['sharp_path']}")
             h, w = blur.shape[:2]
             frames.append({"name": str(row["name"]), "height": h, "width": w, "first": len(table)})
             for img in (blur, sharp):

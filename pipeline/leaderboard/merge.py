@@ -166,9 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             raw = json.loads(args.json.read_text())
         except FileNotFoundError:
-            parser.error(f"{args.json}: file not found")
+            raise LeaderboardError(f"{args.json}: file not found") from None
         except json.JSONDecodeError as exc:
-            parser.error(f"{args.json}: not valid JSON: {exc}")
+            raise LeaderboardError(f"{args.json}: not valid JSON: {exc}") from None
     else:
         proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
         if proc.returncode != 0:

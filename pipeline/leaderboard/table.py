@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CropsConfig
+from pipeline.errors import PipelineError
 from pipeline.evaluate import rounded_scores
 from pipeline.fileio import atomic_path, read_json, write_json, write_text
 from pipeline.ladder import BASE_ENTRY, STEP_COLUMNS
@@ -64,7 +65,7 @@ SSIM_NOTE = (
 )
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(PipelineError):
     """A metrics file or experiment record cannot be read into the leaderboard; the message names it."""
 
 

@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HINet", "identity_init"]
+from pipeline.errors import PipelineError
+
+__all__ = ["HINet", "ModelError", "identity_init"]
+
+
+class ModelError(PipelineError):
+    """A variant name or width that cannot build a HINet (an unknown variant, an odd width where HIN normalises half
+    the channels); the message names the value."""
 
 
 def _conv3x3(in_chn: int, out_chn: int) -> nn.Conv2d:
@@ -164,7 +171,7 @@ class HINet(nn.Module):
                 raise ValueError(f"HINet: {name} must be an integer >= {low}, got {value!r}")
         hin_levels = [i for i in range(depth) if hin_position_left <= i <= hin_position_right]
         if hin_levels and wf % 2:
-            raise ValueError(f"HINet: wf must be even when HIN is used (it normalises half the channels), got {wf}")
+            raise ModelError(f"HINet: wf must be even when HIN is used (it normalises half the channels), got {wf}")
         self.config = {
             "in_chn": in_chn,
             "wf": wf,

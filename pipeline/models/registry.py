@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .hinet import HINet
+from .hinet import HINet, ModelError
 
 __all__ = ["create_model", "list_models", "model_args", "register_model", "variant_config"]
 
@@ -55,7 +55,7 @@ def list_models() -> list[str]:
 def variant_config(name: str) -> dict[str, Any]:
     """The full constructor arguments of a variant (defaults filled in)."""
     if name not in _VARIANTS:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
+        raise ModelError(f"unknown model {name!r}; available: {list_models()}")
     defaults = {k: p.default for k, p in inspect.signature(HINet.__init__).parameters.items() if k != "self"}
     return {**defaults, **_VARIANTS[name]}
 

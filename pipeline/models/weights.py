@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 from torch import nn
 
+from pipeline.errors import PipelineError
 from pipeline.fileio import atomic_path
 
 from .hinet import HINet
@@ -47,7 +48,7 @@ _PARAM_KEYS = ("params", "params_ema")  # BasicSR's checkpoint keys, in the orde
 _MAX_LISTED = 20
 
 
-class WeightsError(ValueError):
+class WeightsError(PipelineError):
     """A checkpoint file cannot be read or does not fit the model; the message names the file."""
 
 
