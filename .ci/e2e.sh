@@ -2,7 +2,8 @@
 # End-to-end smoke run of the whole DVC pipeline on tiny params, in a temporary clone of the committed tree.
 # Asserts: the submission zip validates, the leaderboard has its rows, a rerun is a no-op, a TTA experiment retrains
 # nothing, two processes match one, the development phase (no test/) packages a val-300 zip, the restore CLI works on
-# a real photo, the experiment leaderboard merges, and each embedded task (deblur, denoise, derain) runs end to end.
+# a real photo, the experiment leaderboard merges, each embedded task (deblur, denoise, derain) and each real layout
+# (GoPro, SIDD, Rain13K: small trees in the download's layout) runs end to end.
 set -euo pipefail
 export DVC_NO_ANALYTICS=1
 repo=$(pwd)
@@ -133,6 +134,36 @@ print(f"{task}: manifest names it, {len(entries)} leaderboard rows, input PSNR {
 PY
   python -m pipeline.submission check submissions/hinet_ntire_submission.zip --frames data/prepared/index/test300.csv
   echo "$task: $((SECONDS - start)) s"
+done
+
+echo "== real layouts: GoPro, SIDD, Rain13K trees (tests/layout_trees.py at 96x128), each indexed, trained (tiny),"
+echo "   evaluated, packaged in its results layout and ranked on its own leaderboard"
+for source in gopro sidd rain13k; do
+  git checkout -q params.yaml
+  python .ci/layout_tree.py $source "$work/trees/$source"
+  start=$SECONDS
+  dvc exp run -S data.source=$source -S data.root="$work/trees/$source" -S data.sidd_block=32 "${cheap[@]}" \
+    > "exp_$source.log" 2>&1 || { tail -50 "exp_$source.log"; exit 1; }
+  grep -q "Running stage 'prepare'" "exp_$source.log" && grep -q "Running stage 'train@wd_s1'" "exp_$source.log"
+  SOURCE=$source python - <<'PY'
+import os, zipfile
+import pandas as pd
+from pipeline.config import load_params
+from pipeline.tasks import get_task
+source, params = os.environ["SOURCE"], load_params("params.yaml")
+task = get_task(source)
+board = pd.read_csv("submissions/leaderboard.csv")
+assert set(board["task"]) == {source}, board["task"]
+expected = {"input", "base/plain", "ensemble"} | {f"{m}/{t}" for m in params.models for t in params.tta.ladder}
+assert set(board["entry"]) == expected, sorted(set(board["entry"]) ^ expected)
+val300 = pd.read_csv("data/prepared/index/val300.csv")
+assert set(val300["task"]) == {source} and set(val300["test_set"]) == set(task.test_set_names), val300["test_set"]
+test300 = pd.read_csv("data/prepared/index/test300.csv")
+members = zipfile.ZipFile("submissions/hinet_ntire_submission.zip").namelist()
+assert len(members) == len(test300) > 0 and {m.split("/")[0] for m in members} == set(test300["test_set"]), members
+print(f"{source}: {len(board)} leaderboard rows, {len(val300)} scored frames, results zip {members[:2]}...")
+PY
+  echo "$source: $((SECONDS - start)) s"
 done
 
 echo "e2e smoke: OK"
