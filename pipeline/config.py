@@ -325,7 +325,7 @@ class ModelTrainConfig:
     stage_weights: tuple[float, float] = (0.5, 0.5)
     loss: str = "psnr"  # psnr | l1
     identity_init: bool = False  # zero the output convolutions so the untrained net returns its input
-    mixed_precision: str = "auto"  # auto (bf16 on CPU and CUDA) | bf16 | fp16 | no
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA and CPUs with native bf16, else no) | bf16 | fp16 | no
     channels_last: bool = True
     init_from: str = ""  # public-release .pth or our .safetensors to fine-tune from
     val_every: int = 0  # 0: only at the end
@@ -453,7 +453,7 @@ class TTAConfig:
     overlap: int = 32
     tiling: str = "blended"  # blended (raised-cosine, >= overlap px) | hinet (the public grid + count-map average)
     batch: int = 8
-    precision: str = "auto"  # auto (bf16 on CPU/CUDA) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 on CUDA and CPUs with native bf16, else fp32) | bf16 | fp16 | fp32
     ladder: tuple[str, ...] = ("plain", "x8", "x8+crops")
     submit: str = "x8+crops"
     crops: CropsConfig = field(default_factory=CropsConfig)

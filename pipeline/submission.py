@@ -53,7 +53,7 @@ __all__ = [
     "package",
     "package_results",
     "result_members",
-    "write_readme_text",
+    "readme_text",
 ]
 
 README_NAME = "readme.txt"
@@ -74,7 +74,7 @@ class SubmissionError(PipelineError):
     frames folder that cannot say what to expect, a zip that fails validation); the message names the file."""
 
 
-def write_readme_text(runtime_s: float, used_gpu: bool, extra_data: bool, description: str) -> str:
+def readme_text(runtime_s: float, used_gpu: bool, extra_data: bool, description: str) -> str:
     """The NTIRE ``readme.txt`` text; the description is folded onto one line."""
     runtime_s = float(runtime_s)
     if not math.isfinite(runtime_s) or runtime_s < 0:
@@ -162,7 +162,7 @@ def package(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SubmissionError(f"package: duplicate frame names {dupes[:5]}")
-    readme = write_readme_text(runtime_s, used_gpu, extra_data, description)
+    readme = readme_text(runtime_s, used_gpu, extra_data, description)
     _check_predictions([pred_dir / f"{name}.png" for name in names], zip_path)
     _write_zip(zip_path, {f"{name}.png": pred_dir / f"{name}.png" for name in names}, readme)
     return zip_path

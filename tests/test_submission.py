@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.fileio import write_image
-from pipeline.submission import check, expected_frames, main, package, write_readme_text
+from pipeline.submission import check, expected_frames, main, package, readme_text
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
 H, W = 32, 48
@@ -57,7 +57,7 @@ def _png(img: np.ndarray) -> bytes:
 
 
 def test_readme_text_format():
-    text = write_readme_text(0.5, used_gpu=False, extra_data=True, description="two\n lines")
+    text = readme_text(0.5, used_gpu=False, extra_data=True, description="two\n lines")
     assert text == (
         "runtime per image [s] : 0.5\n"
         "CPU[1] / GPU[0] : 1\n"
@@ -65,7 +65,7 @@ def test_readme_text_format():
         "Other description : two lines\n"
     )
     with pytest.raises(ValueError, match="runtime_s"):
-        write_readme_text(-1.0, used_gpu=True, extra_data=False, description="")
+        readme_text(-1.0, used_gpu=True, extra_data=False, description="")
 
 
 def test_valid_package_passes_check_and_cli(preds, tmp_path, capsys):
@@ -129,15 +129,15 @@ def test_package_rejects_16bit_prediction(preds, tmp_path):
             "readme.txt: missing field 'Extra Data [1] / No Extra Data [0] : ...'",
         ),
         (
-            {"replace": {"readme.txt": write_readme_text(1, True, False, "x").replace("1\n", "fast\n", 1).encode()}},
+            {"replace": {"readme.txt": readme_text(1, True, False, "x").replace("1\n", "fast\n", 1).encode()}},
             "readme.txt: 'runtime per image [s]' must be a non-negative number of seconds, got 'fast'",
         ),
         (
-            {"replace": {"readme.txt": write_readme_text(1, True, False, "x").replace(": 1\n", ": -3\n", 1).encode()}},
+            {"replace": {"readme.txt": readme_text(1, True, False, "x").replace(": 1\n", ": -3\n", 1).encode()}},
             "must be a non-negative number of seconds, got '-3'",
         ),
         (
-            {"replace": {"readme.txt": write_readme_text(1, True, False, "x").replace(": 0\n", ": yes\n", 1).encode()}},
+            {"replace": {"readme.txt": readme_text(1, True, False, "x").replace(": 0\n", ": yes\n", 1).encode()}},
             "readme.txt: 'CPU[1] / GPU[0]' must be 0 or 1, got 'yes'",
         ),
     ],
