@@ -22,9 +22,10 @@ from pipeline.config import EnsembleConfig
 from pipeline.data.reds import has_frames
 from pipeline.errors import PipelineError
 from pipeline.evaluate import load_index, read_input_scores, score_dir, summarize, write_per_image_csv
-from pipeline.fileio import read_image, read_json, write_json
+from pipeline.fileio import read_image
 from pipeline.layout import VAL_SPLIT, Layout
 from pipeline.predictions import PredictionFolder, Runtime
+from pipeline.records import EnsembleRecord, EvalRecord, FitReport, Variant
 from pipeline.tasks import Task, task_of_index
 
 __all__ = [
@@ -180,12 +181,12 @@ def fit_weights(
     *,
     member_names: Sequence[str] | None = None,
     workers: int = 1,
-) -> tuple[list[float], dict]:
+) -> tuple[list[float], FitReport]:
     """Fit non-negative weights summing to 1 that maximise mean PSNR on a fit part of ``index``'s frames.
 
     ``member_dirs`` are the members' prediction directories for the indexed split (prediction folders). Returns
-    the weights and a report whose held-out numbers (PSNR of the unrounded average, fitted vs equal weights) show
-    whether the fit generalises.
+    the weights and a report (the ensemble record's ``fit``) whose held-out numbers (PSNR of the unrounded average,
+    fitted vs equal weights) show whether the fit generalises.
     """
     dirs = [Path(d) for d in member_dirs]
     names_m = list(member_names) if member_names is not None else [d.as_posix() for d in dirs]
@@ -211,19 +212,24 @@ def fit_weights(
     equal = np.full(len(dirs), 1.0 / len(dirs))
     held_fit = _mean_psnr(w, a[nf:], b[nf:], c[nf:])
     held_eq = _mean_psnr(equal, a[nf:], b[nf:], c[nf:])
-    report = {
-        "fit_frames": nf,
-        "heldout_frames": len(held),
-        "fit_fraction": fit_fraction,
-        "seed": seed,
-        "weights": {n: round(float(x), 6) for n, x in zip(names_m, w, strict=True)},
-        "fit_psnr_fitted": round(_mean_psnr(w, a[:nf], b[:nf], c[:nf]), 4),
-        "fit_psnr_equal": round(_mean_psnr(equal, a[:nf], b[:nf], c[:nf]), 4),
-        "heldout_psnr_fitted": round(held_fit, 4),
-        "heldout_psnr_equal": round(held_eq, 4),
-        "heldout_gain_db": round(held_fit - held_eq, 4),
-    }
+    report = FitReport(
+        fit_frames=nf,
+        heldout_frames=len(held),
+        fit_fraction=fit_fraction,
+        seed=seed,
+        weights=_rounded_weights(names_m, w),
+        fit_psnr_fitted=round(_mean_psnr(w, a[:nf], b[:nf], c[:nf]), 4),
+        fit_psnr_equal=round(_mean_psnr(equal, a[:nf], b[:nf], c[:nf]), 4),
+        heldout_psnr_fitted=round(held_fit, 4),
+        heldout_psnr_equal=round(held_eq, 4),
+        heldout_gain_db=round(held_fit - held_eq, 4),
+    )
     return [float(x) for x in w], report
+
+
+def _rounded_weights(members: Sequence[str], weights: Sequence[float]) -> dict[str, float]:
+    """Member -> weight at the precision every record shows."""
+    return {m: round(float(x), 6) for m, x in zip(members, weights, strict=True)}
 
 
 def _frame_names(member_dirs: Mapping[str, Path], split: str) -> list[str]:
@@ -273,7 +279,7 @@ def _score_variant(
     inputs: pd.DataFrame,
     csv_path: str | Path,
     workers: int,
-) -> dict:
+) -> Variant:
     """Score another weighting of the same members on val-300 (built in a scratch folder, then removed); its
     per-frame scores go to ``csv_path``."""
     import tempfile
@@ -285,22 +291,21 @@ def _score_variant(
             _write_frame(list(val_dirs), name, weights, out)
         per_image = score_dir(out.png8_dir, val_index, workers=workers)
     write_per_image_csv(csv_path, per_image, inputs)
-    return {
-        **summarize(per_image, inputs),
-        "weights": {m: round(float(x), 6) for m, x in zip(members, weights, strict=True)},
-    }
+    return Variant(**summarize(per_image, inputs), weights=_rounded_weights(members, weights))
 
 
 def _member_psnr(layout: Layout, member: str, mode: str) -> float:
     """A member's val-300 PSNR under ``mode``, as its ``evaluate`` stage recorded it (never rescored here)."""
     path = layout.eval_metrics(member)
-    scores = read_json(path, what="evaluation metrics", error=EnsembleError).get("tta", {}).get(mode)
-    if not isinstance(scores, dict) or "psnr" not in scores:
+    scores = EvalRecord.read(path, error=EnsembleError).tta.get(mode)
+    if scores is None:
         raise EnsembleError(f"{path}: no val-300 PSNR for TTA mode {mode!r} (evaluate@{member} scores tta.ladder)")
-    return float(scores["psnr"])
+    return scores.psnr
 
 
-def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str], mode: str, workers: int = 1) -> dict:
+def run_ensemble(
+    cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str], mode: str, workers: int = 1
+) -> EnsembleRecord:
     """The ``ensemble`` stage: average ``members``' ``mode`` predictions into ``layout.ensemble(<split>)`` and score
     the val-300 part.
 
@@ -308,10 +313,10 @@ def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str],
     the weights are fitted on part of val-300 (``cfg.weights`` is then ignored); else ``cfg.weights`` (empty: equal).
     Each split is a prediction folder, built in a temporary directory and renamed into place.
     The runtime per frame is the sum over the members with non-zero weight (the real cost of running the ensemble).
-    Writes ``layout.ensemble_eval_csv`` and ``layout.ensemble_metrics`` and returns the summary. With fitted or
-    configured weights, the equal-weight ensemble is scored too (``variants``, and its per-frame CSV at
-    :func:`variant_csv`), so the fit is always judged against the plain average. The input scores and the members'
-    own scores are read from what ``prepare`` and ``evaluate`` wrote.
+    Writes ``layout.ensemble_eval_csv`` and ``layout.ensemble_metrics`` (an :class:`pipeline.records.EnsembleRecord`)
+    and returns the record. With fitted or configured weights, the equal-weight ensemble is scored too (``variants``,
+    and its per-frame CSV at :func:`variant_csv`), so the fit is always judged against the plain average. The input
+    scores and the members' own scores are read from what ``prepare`` and ``evaluate`` wrote.
     """
     members = list(members)
     if not members:
@@ -333,7 +338,7 @@ def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str],
     else:
         w = normalise_weights(cfg.weights, len(members))
 
-    runtimes: dict[str, dict] = {}
+    runtimes: dict[str, Runtime] = {}
     for split in splits:
         dirs = {m: layout.predictions(m, mode, split) for m in members}
         if split == VAL_SPLIT:
@@ -370,28 +375,28 @@ def run_ensemble(cfg: EnsembleConfig, layout: Layout, *, members: Sequence[str],
     write_per_image_csv(layout.ensemble_eval_csv, per_image, inputs)
     summary = summarize(per_image, inputs)
     published = "fitted" if cfg.fit else "weights" if cfg.weights else "equal"
-    variants = {published: {**summary, "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)}}}
+    weights = _rounded_weights(members, w)
+    variants = {published: Variant(**summary, weights=weights)}
     if published != "equal":  # the equal-weight ensemble always shows beside fitted or configured weights
         equal = normalise_weights(None, len(members))
         csv = variant_csv(layout.ensemble_eval_csv, "equal")
         variants["equal"] = _score_variant(val_dirs, val_index, equal, members, inputs, csv, workers)
     member_psnr = {m: _member_psnr(layout, m, mode) for m in members}
     best = max(member_psnr, key=member_psnr.get)
-    result = {
+    record = EnsembleRecord(
         **summary,
-        "members": members,
-        "weights": {m: round(float(x), 6) for m, x in zip(members, w, strict=True)},
-        "published": published,
-        "variants": variants,
-        "seconds_per_frame": round(runtimes[VAL_SPLIT].seconds_per_frame, 5),
-        "device": runtimes[VAL_SPLIT].device,
-        "member_psnr": member_psnr,
-        "best_member": best,
-        "best_member_psnr": member_psnr[best],
-        "gain_over_best_member_db": round(summary["psnr"] - member_psnr[best], 4),
-        "settings": runtimes[VAL_SPLIT].tta,
-    }
-    if report is not None:
-        result["fit"] = report
-    write_json(layout.ensemble_metrics, result)
-    return result
+        members=tuple(members),
+        weights=weights,
+        published=published,
+        variants=variants,
+        seconds_per_frame=round(runtimes[VAL_SPLIT].seconds_per_frame, 5),
+        device=runtimes[VAL_SPLIT].device,
+        member_psnr=member_psnr,
+        best_member=best,
+        best_member_psnr=member_psnr[best],
+        gain_over_best_member_db=round(summary["psnr"] - member_psnr[best], 4),
+        settings=runtimes[VAL_SPLIT].tta,
+        fit=report,
+    )
+    record.write(layout.ensemble_metrics)
+    return record

@@ -17,8 +17,10 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from pipeline.errors import PipelineError
-from pipeline.fileio import atomic_path, read_image, read_json, write_json
+from pipeline.fileio import atomic_path, read_image
 from pipeline.layout import VAL_SPLIT, Layout
+from pipeline.predictions import PredictionFolder
+from pipeline.records import EvalRecord, MeanScores, ModeScores, ReportedScores
 from pipeline.tasks import Task, task_of_index
 
 __all__ = [
@@ -26,7 +28,6 @@ __all__ = [
     "evaluate_model",
     "load_index",
     "read_input_scores",
-    "read_runtime",
     "rounded_scores",
     "score_dir",
     "score_inputs",
@@ -39,7 +40,7 @@ SCORE_COLUMNS = ["name", "psnr", "ssim", "ssim3d"]  # ssim3d: the release's SSIM
 
 
 class EvaluationError(PipelineError):
-    """Predictions, an index or a runtime record cannot be scored; the message names the file or frame."""
+    """Predictions or an index cannot be scored; the message names the file or frame."""
 
 
 def load_index(index: pd.DataFrame | str | Path) -> pd.DataFrame:
@@ -125,7 +126,7 @@ def score_dir(
     task = index_task(index)
     if not pred_dir.is_dir():
         raise EvaluationError(f"{pred_dir}: prediction directory not found")
-    pred16_dir = None if task.rounded_output else pred_dir.parent / "png16"
+    pred16_dir = None if task.rounded_output else PredictionFolder(pred_dir.parent).png16_dir
     for folder in (pred_dir, pred16_dir) if pred16_dir is not None else (pred_dir,):
         missing = [n for n in index["name"] if not (folder / f"{n}.png").is_file()]
         if missing:
@@ -212,60 +213,51 @@ def write_per_image_csv(path: str | Path, per_image: pd.DataFrame, inputs: pd.Da
     return table
 
 
-def read_runtime(pred_dir: str | Path) -> dict:
-    """Read ``<pred_dir>/runtime.json`` (seconds_per_frame, frames, device, precision, tta) with clear errors."""
-    path = Path(pred_dir) / "runtime.json"
-    data = read_json(path, what="runtime record", error=EvaluationError)
-    for key in ("seconds_per_frame", "device"):
-        if key not in data:
-            raise EvaluationError(f"{path}: missing key {key!r}")
-    return data
-
-
 def _set_report(task: Task, per_image: pd.DataFrame, index: pd.DataFrame) -> dict:
     """Per-test-set means and the task's reported average of one mode's per-image scores, rounded as summaries are."""
     sets = index.set_index("name")["test_set"].loc[per_image["name"]].tolist()
     report = task.report(per_image, sets)
     return {
-        "test_sets": {k: {**rounded_scores(v), "frames": v["frames"]} for k, v in report["test_sets"].items()},
-        "reported": {**rounded_scores(report["reported"]), "average": report["reported"]["average"]},
+        "test_sets": {k: MeanScores(**rounded_scores(v), frames=v["frames"]) for k, v in report["test_sets"].items()},
+        "reported": ReportedScores(**rounded_scores(report["reported"]), average=report["reported"]["average"]),
     }
 
 
-def evaluate_model(model_name: str, layout: Layout, modes: Sequence[str], *, workers: int = 1) -> dict:
+def evaluate_model(model_name: str, layout: Layout, modes: Sequence[str], *, workers: int = 1) -> EvalRecord:
     """Score every TTA mode of one model on val-300; write ``layout.eval_csv(model, mode)`` and a summary JSON.
 
     Reads the val-300 index, the per-frame input scores the data stage wrote (never rescored here) and each mode's
-    8-bit predictions and runtime. The JSON (``layout.eval_metrics(model)``) is shaped for ``dvc metrics show`` /
-    ``diff``: ``{"model", "task", "frames", "tta": {<mode>: {psnr, ssim, ssim3d, gain_db, seconds_per_frame, device,
-    precision, settings}}}``; it is also returned. ``psnr`` etc. are means over frames (what the leaderboard's paired
-    intervals resample); a task that reports the average of several test sets (Rain13K) adds per mode ``test_sets``
-    (each set's means and frames) and ``reported`` (the average the paper's table shows). ``task`` keeps rankings of
-    different tasks apart. Model facts (parameters, MACs) stay in the training metrics.
+    prediction folder (8-bit frames and runtime record). The summary (``layout.eval_metrics(model)``, an
+    :class:`pipeline.records.EvalRecord`, also returned) is shaped for ``dvc metrics show`` / ``diff``: ``{"model",
+    "task", "frames", "tta": {<mode>: {psnr, ssim, ssim3d, gain_db, seconds_per_frame, device, precision,
+    settings}}}``. ``psnr`` etc. are means over frames (what the leaderboard's paired intervals resample); a task that
+    reports the average of several test sets (Rain13K) adds per mode ``test_sets`` (each set's means and frames) and
+    ``reported`` (the average the paper's table shows). ``task`` keeps rankings of different tasks apart. Model facts
+    (parameters, MACs) stay in the training metrics.
     """
     if not modes:
         raise EvaluationError(f"{model_name}: no TTA modes to evaluate")
     index = load_index(layout.index(VAL_SPLIT))
     task = index_task(index)
     inputs = read_input_scores(layout.input_scores)
-    result: dict = {"model": model_name, "task": task.name, "frames": len(index), "tta": {}}
+    scores = {}
     for mode in modes:
-        pred_dir = layout.predictions(model_name, mode, VAL_SPLIT)
-        per_image = score_dir(pred_dir / "png8", index, workers=workers)
+        folder = PredictionFolder(layout.predictions(model_name, mode, VAL_SPLIT))
+        per_image = score_dir(folder.png8_dir, index, workers=workers)
         write_per_image_csv(layout.eval_csv(model_name, mode), per_image, inputs)
-        runtime = read_runtime(pred_dir)
+        runtime = folder.read_runtime()
         summary = summarize(per_image, inputs)
-        result["tta"][mode] = {
-            "psnr": summary["psnr"],
-            "ssim": summary["ssim"],
-            "ssim3d": summary["ssim3d"],
-            "gain_db": summary["gain_db"],
-            "seconds_per_frame": round(float(runtime["seconds_per_frame"]), 5),
-            "device": str(runtime["device"]),
-            "precision": str(runtime.get("precision", "")),
-            "settings": str(runtime.get("tta", mode)),
-        }
-        if task.average == "test_sets":
-            result["tta"][mode].update(_set_report(task, per_image, index))
-    write_json(layout.eval_metrics(model_name), result)
-    return result
+        scores[mode] = ModeScores(
+            psnr=summary["psnr"],
+            ssim=summary["ssim"],
+            ssim3d=summary["ssim3d"],
+            gain_db=summary["gain_db"],
+            seconds_per_frame=round(runtime.seconds_per_frame, 5),
+            device=runtime.device,
+            precision=runtime.precision,
+            settings=runtime.tta,
+            **(_set_report(task, per_image, index) if task.average == "test_sets" else {}),
+        )
+    record = EvalRecord(model=model_name, task=task.name, frames=len(index), tta=scores)
+    record.write(layout.eval_metrics(model_name))
+    return record

@@ -9,9 +9,9 @@ from pipeline.data.prepare import prepare
 def main() -> None:
     params = load_params("params.yaml")
     stats = prepare(params.data, params.paths)
-    counts = ", ".join(f"{k} {v}" for k, v in stats["counts"].items())
-    print(f"data ({stats['source']}, {stats['frame_height']}x{stats['frame_width']}): {counts}")
-    print(f"val-300 input: PSNR {stats['input']['psnr']:.2f} dB, SSIM {stats['input']['ssim']:.4f}")
+    counts = ", ".join(f"{k} {v}" for k, v in stats.counts.to_json().items())
+    print(f"data ({stats.source}, {stats.frame_height}x{stats.frame_width}): {counts}")
+    print(f"val-300 input: PSNR {stats.input.psnr:.2f} dB, SSIM {stats.input.ssim:.4f}")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def test_prepare_indexes_a_task_tree(tmp_path: Path, task: str):
     paths = PathsConfig(data=str(tmp_path / "data"), synthetic_reds=str(tmp_path / "data/reds"),
                         metrics=str(tmp_path / "m"), plots=str(tmp_path / "p"))  # fmt: skip
     stats = prepare(DataConfig(workers=1, contact_sheet_pairs=1, synth=dataclasses.replace(TINY, task=task)), paths)
-    assert stats["counts"]["train"] == 20 and 8.0 < stats["input"]["psnr"] < 40.0
+    assert stats.counts.train == 20 and 8.0 < stats.input.psnr < 40.0
     val300 = read_index(tmp_path / "data/index/val300.csv")
     assert val300["blur_path"].tolist() == [str(tmp_path / "data/reds/val/val_blur_jpeg/000/00000009.png")]
     assert manifest_task(tmp_path / "data/reds") == task

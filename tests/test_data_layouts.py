@@ -24,9 +24,10 @@ from pipeline.data.rain13k import index_rain13k
 from pipeline.data.reds import DatasetError, read_index
 from pipeline.data.sidd import index_sidd
 from pipeline.evaluate import EvaluationError, evaluate_model, read_input_scores, score_dir
-from pipeline.fileio import read_image, to_uint8, write_image, write_image16, write_json
+from pipeline.fileio import read_image, to_uint8, write_image, write_image16
 from pipeline.layout import Layout
 from pipeline.metrics import psnr_float
+from pipeline.predictions import PredictionFolder, Runtime
 from pipeline.tasks import get_task
 
 SIDD_EXPECTED = "Data/<scene>/{NOISY,GT}_SRGB_<n>.PNG and ValidationNoisyBlocksSrgb.mat + ValidationGtBlocksSrgb.mat"
@@ -385,11 +386,11 @@ def test_prepare_end_to_end(tmp_path: Path, source: str):
     stats = prepare(cfg, paths)
     layout = Layout(paths)
     task = get_task(source)
-    assert stats["task"] == source and stats["source"] == source
+    assert stats.task == source and stats.source == source
     val300 = read_index(layout.index("val300"))
     assert list(val300.columns) == INDEX_COLUMNS and set(val300["task"]) == {source}
     expected_counts = {"gopro": 2, "sidd": 6, "rain13k": 7}[source]
-    assert len(val300) == stats["counts"]["val300"] == expected_counts
+    assert len(val300) == stats.counts.val300 == expected_counts
     for r in val300.itertuples():
         assert Path(r.blur_path).is_file() and _md5(r.blur_path) == r.blur_md5
     # The inputs are scored under the task's protocol (Rain13K: Y channel).
@@ -399,7 +400,7 @@ def test_prepare_end_to_end(tmp_path: Path, source: str):
     assert inputs.loc[first["name"]].to_dict() == pytest.approx(one, abs=1e-12)
     assert (Path(paths.plots) / "data_contact_sheet.png").is_file()
     if source == "rain13k":
-        assert stats["counts"]["test_sets"] == {k: len(v) for k, v in RAIN_TEST.items()}
+        assert stats.counts.test_sets == {k: len(v) for k, v in RAIN_TEST.items()}
     if source == "sidd":  # blocks live in paths.data, recorded absolute; train paths stay relative to the root
         assert first["blur_path"] == str((Path(paths.data) / "blocks" / "noisy" / "0000_00.png").resolve())
         raw = pd.read_csv(layout.index("train"), dtype=str)
@@ -417,17 +418,17 @@ def test_evaluate_reports_rain13k_sets_and_task(tmp_path: Path):
         write_image(
             split_dir / "png8" / f"{r.name}.png", read_image(r.blur_path if r.test_set == "Rain100H" else r.sharp_path)
         )
-    write_json(split_dir / "runtime.json", {"seconds_per_frame": 0.1, "device": "cpu", "tta": "plain"})
+    PredictionFolder(split_dir).write_runtime(Runtime(0.1, len(val300), "cpu", "bf16", "plain"))
     out = evaluate_model("m1", layout, ["plain"])
-    assert out["task"] == "rain13k"
-    plain = out["tta"]["plain"]
+    assert out.task == "rain13k"
+    plain = out.tta["plain"]
     inputs = read_input_scores(layout.input_scores)
     rain100h = inputs[inputs["name"].str.startswith("Rain100H-")]["psnr"].mean()
-    assert plain["test_sets"]["Rain100H"]["psnr"] == pytest.approx(rain100h, abs=1e-4)
-    assert plain["test_sets"]["Rain100H"]["frames"] == 2 and plain["test_sets"]["Test2800"]["frames"] == 2
-    assert all(plain["test_sets"][s]["psnr"] == float("inf") for s in ("Rain100L", "Test100", "Test1200", "Test2800"))
-    assert plain["reported"]["average"] == "test_sets"
-    assert json.loads(layout.eval_metrics("m1").read_text()) == out
+    assert plain.test_sets["Rain100H"].psnr == pytest.approx(rain100h, abs=1e-4)
+    assert plain.test_sets["Rain100H"].frames == 2 and plain.test_sets["Test2800"].frames == 2
+    assert all(plain.test_sets[s].psnr == float("inf") for s in ("Rain100L", "Test100", "Test1200", "Test2800"))
+    assert plain.reported.average == "test_sets"
+    assert json.loads(layout.eval_metrics("m1").read_text()) == out.to_json()
 
 
 def test_prepare_stage_prints_a_wrong_layout_as_one_line(tmp_path: Path, monkeypatch, capsys):
@@ -455,7 +456,7 @@ def test_prepare_gopro_with_the_release_crops(tmp_path: Path):
     root = make_gopro(tmp_path / "GoPro", "flat")
     cfg = DataConfig(source="gopro", root=str(root), workers=1, store="patches", patch_size=16, patch_stride=16)
     stats = prepare(cfg, _paths(tmp_path))
-    assert stats["counts"]["patches"] == 3 * 6 and stats["counts"]["train"] == 3
+    assert stats.counts.patches == 3 * 6 and stats.counts.train == 3
 
 
 def test_comparison_sheet_on_rain13k(tmp_path: Path):

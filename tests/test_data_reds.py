@@ -179,7 +179,7 @@ def test_prepare_reds_outputs(reds: Path, tmp_path: Path):
     for split in ("train", "val", "val300", "test300"):
         assert read_index(Path(paths.data) / "index" / f"{split}.csv").equals(tables[split])
     # 32x48 frames, 16-pixel patches every 8: 3 rows x 5 columns per training frame.
-    assert stats["counts"] == {
+    assert stats.counts.to_json() == {
         "train_sequences": 1,
         "train": 3,
         "val_sequences": 1,
@@ -192,17 +192,17 @@ def test_prepare_reds_outputs(reds: Path, tmp_path: Path):
 
     row = tables["val300"].iloc[0]
     blur, sharp = read_image(row["blur_path"]), read_image(row["sharp_path"])
-    assert stats["input"]["psnr"] == pytest.approx(psnr(blur, sharp))
-    assert stats["input"]["ssim"] == pytest.approx(ssim(blur, sharp))
+    assert stats.input.psnr == pytest.approx(psnr(blur, sharp))
+    assert stats.input.ssim == pytest.approx(ssim(blur, sharp))
     # The per-frame input scores are written once, here, for evaluate / ensemble / leaderboard to read.
     from pipeline.evaluate import read_input_scores
     from pipeline.layout import Layout
     from pipeline.metrics import ssim_hinet3d
 
-    assert stats["input"]["ssim3d"] == pytest.approx(ssim_hinet3d(blur, sharp))
+    assert stats.input.ssim3d == pytest.approx(ssim_hinet3d(blur, sharp))
     per_frame = read_input_scores(Layout(paths).input_scores)
-    assert list(per_frame["name"]) == [row["name"]] and per_frame["psnr"].iloc[0] == stats["input"]["psnr"]
-    assert json.loads((Path(paths.metrics) / "data.json").read_text()) == stats
+    assert list(per_frame["name"]) == [row["name"]] and per_frame["psnr"].iloc[0] == stats.input.psnr
+    assert json.loads((Path(paths.metrics) / "data.json").read_text()) == stats.to_json()
     sheet = cv2.imread(str(Path(paths.plots) / "data_contact_sheet.png"))
     assert sheet is not None and sheet.shape[1] == 2 * 320 + 4
 

@@ -260,8 +260,8 @@ def test_prepare_synthetic(tmp_path: Path, nested: bool):
     )
     cfg = DataConfig(workers=1, store="patches", patch_size=32, patch_stride=32, contact_sheet_pairs=1, synth=TINY)
     stats = prepare(cfg, paths)
-    assert stats["counts"]["train"] == 20 and stats["counts"]["patches"] == 20 * 2 * 3
-    assert 15.0 < stats["input"]["psnr"] < 40.0
+    assert stats.counts.train == 20 and stats.counts.patches == 20 * 2 * 3
+    assert 15.0 < stats.input.psnr < 40.0
     val300 = read_index(tmp_path / "data/index/val300.csv")
     assert val300["blur_path"].tolist() == [str(synth_root / "val/val_blur_jpeg/000/00000009.jpg")]
     assert Path(val300["sharp_path"][0]).is_file()
@@ -282,11 +282,11 @@ def test_prepare_stores_training_frames_in_shards_by_default(tmp_path: Path):
     paths = PathsConfig(data=str(tmp_path / "data"), synthetic_reds=str(tmp_path / "data/reds"),
                         metrics=str(tmp_path / "m"), plots=str(tmp_path / "p"))  # fmt: skip
     stats = prepare(DataConfig(workers=1, shard_frames=8, contact_sheet_pairs=1, synth=TINY), paths)
-    assert stats["store"] == "shards" and stats["shards"]["files"] == 3  # 20 frames, 8 per shard
+    assert stats.store == "shards" and stats.shards.files == 3  # 20 frames, 8 per shard
     shards = ShardSet(tmp_path / "data/shards")
     train = read_index(tmp_path / "data/index/train.csv")
     assert shards.names == train["name"].tolist()
-    assert stats["shards"]["bytes"] == sum(p.stat().st_size for p in (tmp_path / "data/shards").glob("*.shard"))
+    assert stats.shards.bytes == sum(p.stat().st_size for p in (tmp_path / "data/shards").glob("*.shard"))
     frames, stored = PairedPatchDataset(train, 32), PairedPatchDataset.from_prepared(tmp_path / "data", 32)
     assert stored.shards is not None
     for i in (0, 7, 19):

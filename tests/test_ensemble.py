@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -20,9 +21,10 @@ from pipeline.ensemble import (
     split_fit_heldout,
 )
 from pipeline.evaluate import evaluate_model, score_inputs, write_input_scores
-from pipeline.fileio import read_image, read_image16, to_uint8, write_image, write_image16, write_json
+from pipeline.fileio import read_image, read_image16, to_uint8, write_image, write_image16
 from pipeline.layout import Layout
 from pipeline.predictions import PredictionFolder, Runtime
+from pipeline.records import EnsembleRecord, EvalRecord
 
 H, W = 16, 24
 
@@ -121,18 +123,16 @@ def test_fit_weights_prefers_the_better_member(tmp_path):
     assert sum(w) == pytest.approx(1.0) and min(w) >= 0
     # Independent noise of sigma 2 and 20: the MSE-optimal weight of the good member is 400 / 404.
     assert w[0] == pytest.approx(400 / 404, abs=0.02)
-    assert set(report) == {
+    assert set(report.to_json()) == {
         "fit_frames", "heldout_frames", "fit_fraction", "seed", "weights", "fit_psnr_fitted", "fit_psnr_equal",
         "heldout_psnr_fitted", "heldout_psnr_equal", "heldout_gain_db",
     }  # fmt: skip
-    assert report["fit_frames"] == 4 and report["heldout_frames"] == 4
-    assert list(report["weights"]) == ["good", "bad"]
+    assert report.fit_frames == 4 and report.heldout_frames == 4
+    assert list(report.weights) == ["good", "bad"]
     # Equal weights halve the bad member's noise only: sigma ~ sqrt(4 + 400) / 2 ~ 10 -> ~28.1 dB; fitted ~ 42 dB.
-    assert report["heldout_gain_db"] > 10
-    assert report["heldout_gain_db"] == pytest.approx(
-        report["heldout_psnr_fitted"] - report["heldout_psnr_equal"], abs=2e-4
-    )
-    assert report["heldout_psnr_equal"] == pytest.approx(20 * math.log10(255 / (math.sqrt(404) / 2)), abs=0.5)
+    assert report.heldout_gain_db > 10
+    assert report.heldout_gain_db == pytest.approx(report.heldout_psnr_fitted - report.heldout_psnr_equal, abs=2e-4)
+    assert report.heldout_psnr_equal == pytest.approx(20 * math.log10(255 / (math.sqrt(404) / 2)), abs=0.5)
 
 
 def test_fit_weights_score_the_task_channel(tmp_path):
@@ -160,7 +160,7 @@ def test_fit_weights_score_the_task_channel(tmp_path):
     w_y, report = fit_weights(dirs, rgb.assign(task="rain13k"), fit_fraction=0.5, seed=0)
     assert w_rgb[1] > 0.9 and w_y[0] > 0.99, (w_rgb, w_y)
     # Y of 'chroma' is exact up to 16-bit storage: the fitted held-out Y PSNR is far above ~42 dB of grey.
-    assert report["heldout_psnr_fitted"] > 60
+    assert report.heldout_psnr_fitted > 60
 
 
 def ensemble_layout(tmp_path, index, *, test_frames: bool) -> Layout:
@@ -198,35 +198,37 @@ def test_run_ensemble_writes_splits_sums_runtime_and_scores(tmp_path):
     np.testing.assert_allclose(
         read_image16(out_root / "test300/png16/100_00000001.png"), test_imgs["100_00000001"], atol=1 / 65535
     )
-    assert json.loads(layout.ensemble_metrics.read_text()) == result
+    assert json.loads(layout.ensemble_metrics.read_text()) == result.to_json()
+    assert EnsembleRecord.read(layout.ensemble_metrics, error=EnsembleError) == result
     assert {"psnr", "ssim", "ssim3d", "gain_db", "frames", "members", "weights", "seconds_per_frame",
             "device", "member_psnr", "best_member", "best_member_psnr", "gain_over_best_member_db", "fit",
-            "settings", "published", "variants"} == set(result)  # fmt: skip
+            "settings", "published", "variants"} == set(result.to_json())  # fmt: skip
     # The fitted ensemble is published; the equal-weight one is scored beside it, from the same members.
-    assert result["published"] == "fitted" and set(result["variants"]) == {"fitted", "equal"}
-    assert result["variants"]["fitted"]["psnr"] == result["psnr"]
-    assert result["variants"]["equal"]["weights"] == {"good": 0.5, "bad": 0.5}
-    assert result["variants"]["equal"]["psnr"] < result["psnr"] - 5  # the bad member's noise drags the average down
+    assert result.published == "fitted" and set(result.variants) == {"fitted", "equal"}
+    assert result.variants["fitted"].psnr == result.psnr
+    assert result.variants["equal"].weights == {"good": 0.5, "bad": 0.5}
+    assert result.variants["equal"].psnr < result.psnr - 5  # the bad member's noise drags the average down
     equal_csv = pd.read_csv(tmp_path / "eval/ensemble/ensemble_equal.csv")
-    assert equal_csv["psnr"].mean() == pytest.approx(result["variants"]["equal"]["psnr"], abs=1e-3)
-    assert result["seconds_per_frame"] == 1.75 and result["frames"] == 8
-    assert result["best_member"] == "good"
-    assert result["psnr"] >= result["best_member_psnr"] - 0.05
-    assert result["member_psnr"]["good"] == pytest.approx(20 * math.log10(255 / 2), abs=0.5)
-    assert result["weights"]["good"] > 0.95
+    assert equal_csv["psnr"].mean() == pytest.approx(result.variants["equal"].psnr, abs=1e-3)
+    assert result.seconds_per_frame == 1.75 and result.frames == 8
+    assert result.best_member == "good"
+    assert result.psnr >= result.best_member_psnr - 0.05
+    assert result.member_psnr["good"] == pytest.approx(20 * math.log10(255 / 2), abs=0.5)
+    assert result.weights["good"] > 0.95
     csv = pd.read_csv(layout.ensemble_eval_csv)
-    assert len(csv) == 8 and csv["psnr"].mean() == pytest.approx(result["psnr"], abs=1e-3)
+    assert len(csv) == 8 and csv["psnr"].mean() == pytest.approx(result.psnr, abs=1e-3)
 
 
 def test_run_ensemble_reads_member_scores_from_their_evaluation(tmp_path):
     """Members' PSNRs are what evaluate@ recorded (not rescored); a missing record names its file."""
     index = make_val(tmp_path, n=3)
     layout = ensemble_layout(tmp_path, index, test_frames=False)
-    record = json.loads(layout.eval_metrics("bad").read_text())
-    record["tta"]["x8"]["psnr"] = 99.0
-    write_json(layout.eval_metrics("bad"), record)
+    record = EvalRecord.read(layout.eval_metrics("bad"), error=EnsembleError)
+    dataclasses.replace(record, tta={"x8": dataclasses.replace(record.tta["x8"], psnr=99.0)}).write(
+        layout.eval_metrics("bad")
+    )
     result = run_ensemble(EnsembleConfig(), layout, members=["good", "bad"], mode="x8")
-    assert result["member_psnr"]["bad"] == 99.0 and result["best_member"] == "bad"
+    assert result.member_psnr["bad"] == 99.0 and result.best_member == "bad"
     assert sorted(p.name for p in (tmp_path / "ensemble").iterdir()) == ["val300"]  # no test frames: val-300 only
     layout.eval_metrics("good").unlink()
     with pytest.raises(EnsembleError, match=r"eval/good\.json: evaluation metrics not found"):
@@ -238,15 +240,15 @@ def test_run_ensemble_fixed_weights_and_devices(tmp_path):
     layout = ensemble_layout(tmp_path, index, test_frames=False)
     kw = dict(members=["good", "bad"], mode="x8")
     result = run_ensemble(EnsembleConfig(), layout, **kw)
-    assert result["published"] == "equal" and set(result["variants"]) == {"equal"}  # the default: equal weights
+    assert result.published == "equal" and set(result.variants) == {"equal"}  # the default: equal weights
     result = run_ensemble(EnsembleConfig(weights=(3, 1)), layout, **kw)
-    assert result["weights"] == {"good": 0.75, "bad": 0.25} and "fit" not in result
-    assert result["published"] == "weights" and set(result["variants"]) == {"weights", "equal"}
-    assert result["device"] == "cuda:0,cpu"
-    assert result["seconds_per_frame"] == 1.75
+    assert result.weights == {"good": 0.75, "bad": 0.25} and result.fit is None
+    assert result.published == "weights" and set(result.variants) == {"weights", "equal"}
+    assert result.device == "cuda:0,cpu"
+    assert result.seconds_per_frame == 1.75
     # A member with weight 0 never has to run: it adds nothing to the ensemble's runtime.
     result = run_ensemble(EnsembleConfig(weights=(1, 0)), layout, **kw)
-    assert result["weights"] == {"good": 1.0, "bad": 0.0} and result["seconds_per_frame"] == 0.5
+    assert result.weights == {"good": 1.0, "bad": 0.0} and result.seconds_per_frame == 0.5
     with pytest.raises(EnsembleError, match="no ensemble members"):
         run_ensemble(EnsembleConfig(), layout, members=[], mode="x8")
     pd.DataFrame({"name": ["100_00000009"]}).to_csv(layout.index("test300"), index=False)  # test frames appear

@@ -20,8 +20,10 @@ from pipeline.evaluate import (
     summarize,
     write_input_scores,
 )
-from pipeline.fileio import write_image, write_json
+from pipeline.fileio import write_image
 from pipeline.layout import Layout
+from pipeline.predictions import PredictionFolder, PredictionsError, Runtime
+from pipeline.records import EvalRecord
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
 
@@ -151,17 +153,19 @@ def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
     for mode, offset, spf in [("plain", 5, 0.25), ("x8", 2, 2.0)]:
         split_dir = layout.predictions("m1", mode, "val300")
         write_preds(split_dir / "png8", sharp, offset)
-        write_json(
-            split_dir / "runtime.json",
-            {"seconds_per_frame": spf, "frames": 3, "device": "cpu", "precision": "bf16", "tta": mode},
-        )
+        PredictionFolder(split_dir).write_runtime(Runtime(spf, 3, "cpu", "bf16", mode))
     out = evaluate_model("m1", layout, ["plain", "x8"])
     on_disk = json.loads(layout.eval_metrics("m1").read_text())
-    assert on_disk == out
-    assert list(out) == ["model", "task", "frames", "tta"]  # input scores: the data stage's files; model facts: train's
-    assert out["model"] == "m1" and out["task"] == "reds" and out["frames"] == 3  # no task column: REDS
-    assert set(out["tta"]) == {"plain", "x8"}
-    assert set(out["tta"]["x8"]) == {
+    assert on_disk == out.to_json() and EvalRecord.read(layout.eval_metrics("m1"), error=EvaluationError) == out
+    assert list(on_disk) == [
+        "model",
+        "task",
+        "frames",
+        "tta",
+    ]  # input scores: the data stage's files; model facts: train's
+    assert out.model == "m1" and out.task == "reds" and out.frames == 3  # no task column: REDS
+    assert set(out.tta) == {"plain", "x8"}
+    assert set(on_disk["tta"]["x8"]) == {
         "psnr",
         "ssim",
         "ssim3d",
@@ -172,15 +176,15 @@ def test_evaluate_model_writes_csvs_and_dvc_shaped_json(frames):
         "settings",
     }
     # HINet's 3D SSIM is scored beside the 2D one (mean of the per-frame values in the CSV).
-    assert 0.99 < out["tta"]["x8"]["ssim3d"] <= 1
-    assert out["tta"]["plain"]["psnr"] == pytest.approx(psnr_of_offset(5), abs=1e-4)
-    assert out["tta"]["x8"]["psnr"] == pytest.approx(psnr_of_offset(2), abs=1e-4)
-    assert out["tta"]["x8"]["gain_db"] == pytest.approx(20 * math.log10(5), abs=1e-4)
-    assert out["tta"]["x8"]["seconds_per_frame"] == 2.0
-    assert out["tta"]["plain"]["device"] == "cpu"
+    assert 0.99 < out.tta["x8"].ssim3d <= 1
+    assert out.tta["plain"].psnr == pytest.approx(psnr_of_offset(5), abs=1e-4)
+    assert out.tta["x8"].psnr == pytest.approx(psnr_of_offset(2), abs=1e-4)
+    assert out.tta["x8"].gain_db == pytest.approx(20 * math.log10(5), abs=1e-4)
+    assert out.tta["x8"].seconds_per_frame == 2.0
+    assert out.tta["plain"].device == "cpu"
     csv = pd.read_csv(layout.eval_csv("m1", "x8"), dtype={"name": str})
     assert list(csv.columns) == ["name", "psnr", "ssim", "ssim3d", "input_psnr", "gain_db"]
-    assert csv["ssim3d"].mean() == pytest.approx(out["tta"]["x8"]["ssim3d"], abs=1e-5)
+    assert csv["ssim3d"].mean() == pytest.approx(out.tta["x8"].ssim3d, abs=1e-5)
     assert list(csv["name"]) == NAMES
     np.testing.assert_allclose(csv["input_psnr"], psnr_of_offset(10), atol=1e-5)
     np.testing.assert_allclose(csv["gain_db"], 20 * math.log10(5), atol=1e-4)
@@ -193,16 +197,16 @@ def test_evaluate_model_reads_the_input_scores_instead_of_rescoring(frames):
     write_input_scores(layout.input_scores, score_inputs(index).assign(psnr=10.0))
     split_dir = layout.predictions("m1", "plain", "val300")
     write_preds(split_dir / "png8", sharp, 5)
-    write_json(split_dir / "runtime.json", {"seconds_per_frame": 1.0, "device": "cpu"})
+    PredictionFolder(split_dir).write_runtime(Runtime(1.0, 3, "cpu", "bf16", "plain"))
     out = evaluate_model("m1", layout, ["plain"])
-    assert out["tta"]["plain"]["gain_db"] == pytest.approx(psnr_of_offset(5) - 10.0, abs=1e-4)
+    assert out.tta["plain"].gain_db == pytest.approx(psnr_of_offset(5) - 10.0, abs=1e-4)
 
 
 def test_evaluate_model_missing_runtime_and_input_scores(frames):
     root, index, sharp = frames
     layout = _layout(root, index)
     write_preds(layout.predictions("m1", "plain", "val300") / "png8", sharp, 5)
-    with pytest.raises(EvaluationError, match=r"runtime\.json: runtime record not found"):
+    with pytest.raises(PredictionsError, match=r"runtime\.json: runtime record not found"):
         evaluate_model("m1", layout, ["plain"])
     layout.input_scores.unlink()
     with pytest.raises(EvaluationError, match=r"val300_inputs\.csv: per-frame input scores not found"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -25,38 +26,65 @@ from pipeline.leaderboard import (
     pivot_psnr,
     write_leaderboard,
 )
+from pipeline.records import (
+    DataCounts,
+    DataRecord,
+    EnsembleRecord,
+    EvalRecord,
+    FitReport,
+    MeanScores,
+    ModeScores,
+    PatchSettings,
+    ReportedScores,
+    ShardSummary,
+    Variant,
+)
 
 SAMPLE = Path(__file__).parent / "data" / "exp_show_sample.json"
 
 
-def mode(psnr, spf, settings=None):
-    return {"psnr": psnr, "ssim": 0.8, "gain_db": round(psnr - 25.0, 4), "seconds_per_frame": spf, "device": "cpu",
-            "precision": "bf16", "settings": settings or ""}  # fmt: skip
+def mode(psnr, spf, settings=""):
+    return ModeScores(psnr=psnr, ssim=0.8, ssim3d=0.9, gain_db=round(psnr - 25.0, 4), seconds_per_frame=spf,
+                      device="cpu", precision="bf16", settings=settings)  # fmt: skip
+
+
+def evaluation(model, task="reds", **modes):
+    return EvalRecord(model=model, task=task, frames=12, tta={m.replace("_", "+"): s for m, s in modes.items()})
+
+
+# The data stage's record of the embedded set: 12 val-300 frames.
+DATA = DataRecord(
+    source="synthetic", task="synthetic", frame_height=64, frame_width=96,
+    counts=DataCounts(train_sequences=2, train=20, val_sequences=6, val=60, val300=12, test300=6, patches=0),
+    store="shards", shards=ShardSummary(files=1, bytes=1000, block=64), patch=PatchSettings(0, 128, "png"),
+    input=MeanScores(psnr=25.0, ssim=0.7, ssim3d=0.8, frames=12),
+)  # fmt: skip
+
+# What run_ensemble writes with fitted weights: the fitted ensemble is published, the equal one scored beside it.
+ENSEMBLE = EnsembleRecord(
+    psnr=27.5, ssim=0.81, ssim3d=0.91, gain_db=2.5, frames=12, members=("wide", "slim"),
+    weights={"wide": 0.6, "slim": 0.4}, published="fitted",
+    variants={"fitted": Variant(27.5, 0.81, 0.91, 2.5, 12, weights={"wide": 0.6, "slim": 0.4}),
+              "equal": Variant(26.5, 0.78, 0.88, 1.5, 12, weights={"wide": 0.5, "slim": 0.5})},
+    seconds_per_frame=24.0, device="cpu", member_psnr={"wide": 27.4, "slim": 27.35}, best_member="wide",
+    best_member_psnr=27.4, gain_over_best_member_db=0.1, settings="ensemble(wide:x8+crops, slim:x8)",
+    fit=FitReport(fit_frames=6, heldout_frames=6, fit_fraction=0.5, seed=0, weights={"wide": 0.6, "slim": 0.4},
+                  fit_psnr_fitted=27.6, fit_psnr_equal=26.6, heldout_psnr_fitted=27.412, heldout_psnr_equal=27.4,
+                  heldout_gain_db=0.012),
+)  # fmt: skip
 
 
 @pytest.fixture()
 def metrics_files(tmp_path):
-    write_json(tmp_path / "data.json", {"source": "synthetic", "input": {"psnr": 25.0, "ssim": 0.7, "ssim3d": 0.8,
-                                                                       "frames": 12}})  # fmt: skip
+    DATA.write(tmp_path / "data.json")
     wide = {"model": "wide", "variant": "hinet-2x-deep", "width": 128, "extra_blocks": 2, "params": 5000,
             "macs_g_256": 2.5, "steps": 100, "best_psnr": 1, "final_psnr": 1}  # fmt: skip
     write_json(tmp_path / "train/wide.json", wide)
     write_json(tmp_path / "train/slim.json", {"model": "slim", "variant": "hinet-1x", "params": 1000, "steps": 50})
-    write_json(
-        tmp_path / "eval/wide.json",
-        {"model": "wide", "frames": 12,
-         "tta": {"plain": mode(27.0, 1.0, "plain"), "x8": mode(27.3, 8.0, "x8"), "x8+crops": mode(27.4, 20.0)}},
-    )  # fmt: skip
-    write_json(
-        tmp_path / "eval/slim.json",
-        {"model": "slim", "frames": 12, "tta": {"plain": mode(26.0, 0.5), "x8": mode(27.35, 4.0)}},
-    )
-    write_json(
-        tmp_path / "ensemble.json",
-        {"psnr": 27.5, "ssim": 0.81, "gain_db": 2.5, "frames": 12, "members": ["wide", "slim"],
-         "weights": {"wide": 0.6, "slim": 0.4}, "seconds_per_frame": 24.0, "device": "cpu", "best_member_psnr": 27.4,
-         "fit": {"heldout_gain_db": 0.012}, "settings": "ensemble(wide:x8+crops, slim:x8)"},
-    )  # fmt: skip
+    wide = evaluation("wide", plain=mode(27.0, 1.0, "plain"), x8=mode(27.3, 8.0, "x8"), x8_crops=mode(27.4, 20.0))
+    wide.write(tmp_path / "eval/wide.json")
+    evaluation("slim", plain=mode(26.0, 0.5), x8=mode(27.35, 4.0)).write(tmp_path / "eval/slim.json")
+    ENSEMBLE.write(tmp_path / "ensemble.json")
     return tmp_path
 
 
@@ -74,9 +102,10 @@ def build(root, extra_eval=(), extra_train=(), **kw):
 def test_rows_and_columns(metrics_files):
     df = build(metrics_files)
     assert list(df.columns) == COLUMNS
-    assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "slim/x8", "wide/x8", "wide/plain", "slim/plain", "input"]
-    assert list(df["rank"]) == [1, 2, 3, 4, 5, 6, 7]
-    assert list(df["psnr"]) == [27.5, 27.4, 27.35, 27.3, 27.0, 26.0, 25.0]
+    assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "slim/x8", "wide/x8", "wide/plain", "ensemble/equal",
+                                 "slim/plain", "input"]  # fmt: skip
+    assert list(df["rank"]) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert list(df["psnr"]) == [27.5, 27.4, 27.35, 27.3, 27.0, 26.5, 26.0, 25.0]
     row = df.set_index("entry")
     assert row.loc["wide/x8", "params"] == 5000 and row.loc["wide/x8", "macs_g"] == 2.5
     assert row.loc["slim/plain", "params"] == 1000 and math.isnan(row.loc["slim/plain", "macs_g"])
@@ -89,6 +118,13 @@ def test_rows_and_columns(metrics_files):
     assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 size=32 bf16")
     assert row.loc["slim/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
     assert row.loc["ensemble", "settings"].startswith("fitted weights wide=0.600 slim=0.400 (held-out +0.012 dB")
+    # The equal-weight ensemble is scored beside the published one: same members, no runtime of its own.
+    equal = row.loc["ensemble/equal"]
+    assert (equal["model"], equal["tta"], equal["gain_db"], equal["params"]) == ("wide+slim", "ensemble", 1.5, 6000)
+    assert math.isnan(equal["seconds_per_frame"]) and not equal["pareto"]
+    assert equal["settings"] == (
+        "equal weights wide=0.500 slim=0.500; ensemble(wide:x8+crops, slim:x8) (scored only; fitted is submitted)"
+    )
     # Front: input (0 s), slim/plain (0.5 s), wide/plain (1 s), slim/x8 (4 s, beats wide/x8 at 8 s), then
     # wide/x8+crops and the ensemble, each better and slower.
     assert set(df.loc[df["pareto"], "entry"]) == {
@@ -100,10 +136,19 @@ def test_bad_metrics_file_is_named(metrics_files, tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(LeaderboardError, match=r"broken\.json: not valid JSON"):
         build_leaderboard(data_json=None, eval_jsons=[tmp_path / "broken.json"], train_jsons=[])
-    with pytest.raises(LeaderboardError, match=r"train/wide\.json: no 'tta' scores"):
+    with pytest.raises(LeaderboardError, match=r"train/wide\.json: evaluation metrics: missing key\(s\) 'task', 'f"):
         build_leaderboard(data_json=None, eval_jsons=[metrics_files / "train/wide.json"], train_jsons=[])
-    with pytest.raises(LeaderboardError, match=r"train/wide\.json: no 'input' scores"):
+    with pytest.raises(LeaderboardError, match=r"train/wide\.json: data statistics: missing key\(s\) 'source', "):
         build_leaderboard(data_json=metrics_files / "train/wide.json", eval_jsons=[], train_jsons=[])
+    stale = json.loads((metrics_files / "ensemble.json").read_text())
+    del stale["variants"]["equal"]["weights"]
+    write_json(metrics_files / "ensemble.json", stale)
+    with pytest.raises(LeaderboardError) as err:
+        build(metrics_files)
+    assert (
+        str(err.value)
+        == f"{metrics_files / 'ensemble.json'}: ensemble metrics: missing key(s) 'variants.equal.weights'"
+    )
 
 
 def test_pareto_front_hand_made():
@@ -143,7 +188,7 @@ def test_write_leaderboard_files(metrics_files, tmp_path):
         "ensemble_psnr": 27.5,
         "base_psnr": None,
         "input_psnr": 25.0,
-        "n_rows": 7,
+        "n_rows": 8,
         "task": "synthetic",
     }
     back = pd.read_csv(paths["csv"])
@@ -173,7 +218,7 @@ def test_leaderboard_built_twice_from_the_same_inputs_is_byte_identical(metrics_
 
 def with_base(root, psnr=27.2):
     """The base's files as evaluate_base and pretrain write them: plain mode only, model facts in its provenance."""
-    write_json(root / "eval/base.json", {"model": "base", "frames": 12, "tta": {"plain": mode(psnr, 0.5, "plain")}})
+    evaluation("base", plain=mode(psnr, 0.5, "plain")).write(root / "eval/base.json")
     write_json(root / "pretrained/base.json", {"model": "base", "variant": "hinet-1x", "params": 1000,
                                                "macs_g_256": 3.0, "steps": 6500})  # fmt: skip
     return build(root, extra_eval=[root / "eval/base.json"], extra_train=[root / "pretrained/base.json"])
@@ -184,7 +229,7 @@ def test_the_pretrained_base_is_a_row_and_a_step_but_never_the_single_model(metr
     member (wide, 27.0): the base is the step before it, so the chart shows fine-tuning's -0.2 dB."""
     df = with_base(metrics_files)
     assert list(df["entry"]) == ["ensemble", "wide/x8+crops", "slim/x8", "wide/x8", "base/plain", "wide/plain",
-                                 "slim/plain", "input"]  # fmt: skip
+                                 "ensemble/equal", "slim/plain", "input"]  # fmt: skip
     row = df.set_index("entry").loc["base/plain"]
     assert (row["model"], row["tta"], row["psnr"], row["gain_db"]) == ("base", "plain", 27.2, 2.2)
     assert (row["params"], row["macs_g"], row["seconds_per_frame"]) == (1000, 3.0, 0.5)
@@ -198,7 +243,7 @@ def test_the_pretrained_base_is_a_row_and_a_step_but_never_the_single_model(metr
     np.testing.assert_allclose(ladder["delta_db"], [0.0, 2.2, -0.2, 0.3, 0.1, 0.1], atol=1e-9)
     paths = write_leaderboard(df, tmp_path / "out")
     summary = json.loads(paths["json"].read_text())
-    assert (summary["best_single_entry"], summary["base_psnr"], summary["n_rows"]) == ("wide/x8+crops", 27.2, 8)
+    assert (summary["best_single_entry"], summary["base_psnr"], summary["n_rows"]) == ("wide/x8+crops", 27.2, 9)
 
 
 def test_ablation_ladder_intervals_pair_the_base_with_input_and_member(metrics_files):
@@ -289,21 +334,19 @@ def test_per_source_table_counts_gains_and_losses_per_photo():
 def test_task_and_test_set_columns(metrics_files):
     df = build(metrics_files)
     assert set(df["task"]) == {"synthetic"} and set(df["test_set"]) == {"val300"}
-    write_json(metrics_files / "data.json", {"task": "synthetic", "synth_task": "denoise", "input": {"psnr": 25.0,
-                                             "ssim": 0.7, "ssim3d": 0.8}})  # fmt: skip
+    dataclasses.replace(DATA, synth_task="denoise").write(metrics_files / "data.json")
     assert set(build(metrics_files)["task"]) == {"synthetic/denoise"}
-    write_json(metrics_files / "data.json", {"task": "gopro", "input": {"psnr": 25.0, "ssim": 0.7, "ssim3d": 0.8}})
+    dataclasses.replace(DATA, source="gopro", task="gopro").write(metrics_files / "data.json")
     assert set(build(metrics_files)["test_set"]) == {"GoPro"}
 
 
 def test_several_test_sets_get_their_own_table(metrics_files, tmp_path):
-    sets = {"Rain100H": {"psnr": 20.0, "ssim": 0.6, "ssim3d": 0.6, "frames": 2},
-            "Rain100L": {"psnr": 30.0, "ssim": 0.9, "ssim3d": 0.9, "frames": 4}}  # fmt: skip
-    reported = {"psnr": 25.0, "ssim": 0.75, "ssim3d": 0.75, "average": "test_sets"}
-    rain = {"model": "wide", "task": "rain13k", "frames": 6,
-            "tta": {"plain": {**mode(26.667, 1.0), "test_sets": sets, "reported": reported}}}  # fmt: skip
-    write_json(metrics_files / "eval/rain.json", rain)
-    write_json(metrics_files / "data.json", {"task": "rain13k", "input": {"psnr": 25.0, "ssim": 0.7, "ssim3d": 0.8}})
+    sets = {"Rain100H": MeanScores(psnr=20.0, ssim=0.6, ssim3d=0.6, frames=2),
+            "Rain100L": MeanScores(psnr=30.0, ssim=0.9, ssim3d=0.9, frames=4)}  # fmt: skip
+    reported = ReportedScores(psnr=25.0, ssim=0.75, ssim3d=0.75, average="test_sets")
+    plain = dataclasses.replace(mode(26.667, 1.0), test_sets=sets, reported=reported)
+    evaluation("wide", "rain13k", plain=plain).write(metrics_files / "eval/rain.json")
+    dataclasses.replace(DATA, source="rain13k", task="rain13k").write(metrics_files / "data.json")
     df = build_leaderboard(data_json=metrics_files / "data.json", eval_jsons=[metrics_files / "eval/rain.json"],
                            train_jsons=[metrics_files / "train/wide.json"])  # fmt: skip
     assert df.set_index("entry").loc["wide/plain", "test_set"] == "all 2 sets"
@@ -317,8 +360,7 @@ def test_several_test_sets_get_their_own_table(metrics_files, tmp_path):
 
 
 def test_one_ranking_never_mixes_tasks(metrics_files):
-    other = {"model": "slim", "task": "sidd", "frames": 12, "tta": {"plain": mode(26.0, 0.5)}}
-    write_json(metrics_files / "eval/slim.json", other)
-    write_json(metrics_files / "eval/wide.json", {**other, "model": "wide", "task": "gopro"})
+    evaluation("slim", "sidd", plain=mode(26.0, 0.5)).write(metrics_files / "eval/slim.json")
+    evaluation("wide", "gopro", plain=mode(26.0, 0.5)).write(metrics_files / "eval/wide.json")
     with pytest.raises(LeaderboardError, match=r"several tasks \['gopro', 'sidd'\]"):
         build(metrics_files)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,15 +184,19 @@ def test_step_table_measures_fine_tuning_from_the_base():
 
 
 def test_leaderboard_rows_carry_the_interval_of_their_gain(tmp_path):
-    from pipeline.fileio import write_json
+    import dataclasses
+
     from pipeline.leaderboard import build_leaderboard
+    from pipeline.records import DataRecord, EvalRecord, MeanScores, ModeScores
 
     frames = per_frame_fixture()
-    inp = {"psnr": float(frames["input"]["psnr"].mean()), "ssim": 0.7, "ssim3d": 0.72}
-    tta = {m: {"psnr": float(frames[f"m1/{m}"]["psnr"].mean()), "ssim": 0.8, "ssim3d": 0.81, "gain_db": 1.0,
-               "seconds_per_frame": 1.0, "device": "cpu"} for m in ("plain", "x8")}  # fmt: skip
-    write_json(tmp_path / "m1.json", {"model": "m1", "tta": tta})
-    write_json(tmp_path / "data.json", {"input": inp})
+    inp = MeanScores(psnr=float(frames["input"]["psnr"].mean()), ssim=0.7, ssim3d=0.72, frames=len(frames["input"]))
+    tta = {m: ModeScores(psnr=float(frames[f"m1/{m}"]["psnr"].mean()), ssim=0.8, ssim3d=0.81, gain_db=1.0,
+                         seconds_per_frame=1.0, device="cpu", precision="bf16", settings=m)
+           for m in ("plain", "x8")}  # fmt: skip
+    EvalRecord(model="m1", task="reds", frames=len(frames["input"]), tta=tta).write(tmp_path / "m1.json")
+    data = DataRecord.read(Path(__file__).parent / "data/records/data_synthetic.json", error=ValueError)
+    dataclasses.replace(data, input=inp).write(tmp_path / "data.json")
     df = build_leaderboard(
         data_json=tmp_path / "data.json", eval_jsons=[tmp_path / "m1.json"], train_jsons=[], per_frame=frames
     ).set_index("entry")

@@ -7,7 +7,6 @@ the same frames.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.data.patches import PatchError, load_pair, read_patch_index
-from pipeline.data.reds import read_index
+from pipeline.data.reds import DatasetError, read_index
 from pipeline.data.shards import INDEX, ShardSet, read_shard_index
+from pipeline.records import InputSummary
 
 __all__ = ["PairedPatchDataset", "ValFrames", "dihedral", "to_tensor"]
 
@@ -162,12 +162,13 @@ class ValFrames(Dataset):
 
     @classmethod
     def from_prepared(cls, data_dir: str | Path, split: str = "val300") -> ValFrames:
-        """The ``index/<split>.csv`` frames of a prepared data dir, with the stage's stored input scores."""
+        """The ``index/<split>.csv`` frames of a prepared data dir, with the stage's stored input scores (its
+        :class:`pipeline.records.InputSummary`, when there is one)."""
         data_dir = Path(data_dir)
         scores = None
-        stats = data_dir / "index" / f"{split}.json"
-        if stats.is_file():
-            scores = json.loads(stats.read_text()).get("input")
+        summary = data_dir / "index" / f"{split}.json"
+        if summary.is_file():
+            scores = InputSummary.read(summary, error=DatasetError).input.to_json()
         return cls(read_index(data_dir / "index" / f"{split}.csv"), input_scores=scores)
 
     def input_scores(self, workers: int = 1) -> dict:

@@ -35,6 +35,7 @@ from pipeline.data.synth import manifest_matches, synthesize_reds
 from pipeline.evaluate import write_input_scores
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
 from pipeline.layout import Layout
+from pipeline.records import DataCounts, DataRecord, InputSummary, MeanScores, PatchSettings, ShardSummary
 from pipeline.tasks import Task, get_task
 
 __all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare"]
@@ -45,7 +46,7 @@ _TILE_WIDTH = 320
 _DERIVED = "blocks"  # paths.data/blocks: files an indexer derives from the download (SIDD's .mat blocks as PNGs)
 
 
-def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[dict, pd.DataFrame]:
+def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[MeanScores, pd.DataFrame]:
     """Mean PSNR / SSIM / SSIM3D of the degraded inputs against their targets under the index's task protocol (REDS:
     RGB, no border crop), and the per-frame scores they average (written once here; evaluate, ensemble and the
     leaderboard read them)."""
@@ -55,7 +56,7 @@ def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[dict, pd.Dat
         raise ValueError("input_scores: the frame table is empty")
     per_image = score_inputs(table, workers=workers)
     means = {k: float(per_image[k].mean()) for k in ("psnr", "ssim", "ssim3d")}
-    return {**means, "frames": len(per_image)}, per_image
+    return MeanScores(**means, frames=len(per_image)), per_image
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -114,8 +115,9 @@ def _nested(inner: Path, outer: Path) -> Path | None:
     return inner.relative_to(outer) if inner.is_relative_to(outer) and inner != outer else None
 
 
-def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
-    """Run the data stage and return its statistics (also written to ``paths.metrics/data.json``).
+def prepare(cfg: DataConfig, paths: PathsConfig) -> DataRecord:
+    """Run the data stage and return its statistics (also written to ``paths.metrics/data.json``, a
+    :class:`pipeline.records.DataRecord`).
 
     With ``source=synthetic`` the tree is rendered into ``paths.synthetic_reds``; when that lies inside
     ``paths.data`` it is rebuilt with it (same atomic rename), otherwise it is reused while its manifest matches.
@@ -170,34 +172,34 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> dict:
             pd.DataFrame(columns=PATCH_COLUMNS).to_csv(tmp / "patches" / "index.csv", index=False)
         val300 = tables["val300"]
         inputs, per_input = input_scores(val300, workers=cfg.workers)
-        stats = {
-            "source": cfg.source,
-            "task": task.name,
-            "frame_height": int(val300["height"].iloc[0]),
-            "frame_width": int(val300["width"].iloc[0]),
-            "counts": {
-                "train_sequences": int(tables["train"]["seq"].nunique()),
-                "train": len(tables["train"]),
-                "val_sequences": int(tables["val"]["seq"].nunique()),
-                "val": len(tables["val"]),
-                "val300": len(val300),
-                "test300": len(tables["test300"]),
-                "patches": patches,
-            },
-            "store": cfg.store,
-            "shards": {"files": len(shards["shards"]), "bytes": shards["bytes"], "block": cfg.shard_block},
-            "patch": {"size": cfg.patch_size, "stride": cfg.patch_stride, "format": cfg.patch_format},
-            "input": inputs,
-        }
-        if "test_set" in val300:
-            stats["counts"]["test_sets"] = {k: int(v) for k, v in val300["test_set"].value_counts(sort=False).items()}
-        if synth_task is not None and synth_task != "deblur_jpeg":
-            stats["synth_task"] = synth_task  # the leaderboard's task label: synthetic/<degradation>
+        per_set = val300["test_set"].value_counts(sort=False).items() if "test_set" in val300 else None
+        stats = DataRecord(
+            source=cfg.source,
+            task=task.name,
+            frame_height=int(val300["height"].iloc[0]),
+            frame_width=int(val300["width"].iloc[0]),
+            counts=DataCounts(
+                train_sequences=int(tables["train"]["seq"].nunique()),
+                train=len(tables["train"]),
+                val_sequences=int(tables["val"]["seq"].nunique()),
+                val=len(tables["val"]),
+                val300=len(val300),
+                test300=len(tables["test300"]),
+                patches=patches,
+                test_sets=None if per_set is None else {k: int(v) for k, v in per_set},
+            ),
+            store=cfg.store,
+            shards=ShardSummary(files=len(shards["shards"]), bytes=shards["bytes"], block=cfg.shard_block),
+            patch=PatchSettings(size=cfg.patch_size, stride=cfg.patch_stride, format=cfg.patch_format),
+            input=inputs,
+            # the leaderboard's task label: synthetic/<degradation>
+            synth_task=synth_task if synth_task not in (None, "deblur_jpeg") else None,
+        )
         sheet = contact_sheet(val300, cfg.contact_sheet_pairs, task, INPUT_LABELS[synth_task] if synth_task else None)
-        write_json(tmp / "stats.json", stats)
+        stats.write(tmp / "stats.json")
         layout = Layout(paths)
-        write_json(tmp / "index" / layout.input_summary.name, {"input": stats["input"]})
+        InputSummary(input=stats.input).write(tmp / "index" / layout.input_summary.name)
         write_input_scores(tmp / "index" / layout.input_scores.name, per_input)
-    write_json(Path(paths.metrics) / METRICS, stats)
+    stats.write(Path(paths.metrics) / METRICS)
     write_image(Path(paths.plots) / CONTACT_SHEET, sheet)
     return stats

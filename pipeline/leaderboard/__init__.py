@@ -10,7 +10,6 @@ from pipeline.leaderboard.table import (
     build_leaderboard,
     pareto_front,
     per_test_set_table,
-    task_label,
     write_leaderboard,
 )
 
@@ -25,7 +24,6 @@ __all__ = [
     "pivot_psnr",
     "plot_ladder",
     "plot_pareto",
-    "task_label",
     "per_test_set_table",
     "write_leaderboard",
 ]

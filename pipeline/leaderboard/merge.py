@@ -15,7 +15,8 @@ import pandas as pd
 
 from pipeline.cli import reports_user_errors
 from pipeline.fileio import atomic_path
-from pipeline.leaderboard.table import LeaderboardError, task_label
+from pipeline.leaderboard.table import LeaderboardError
+from pipeline.records import task_label
 
 __all__ = ["main", "merge_experiments", "pivot_psnr"]
 
@@ -62,7 +63,8 @@ def _metric_rows(metrics: dict) -> list[dict]:
         stem = Path(path).stem
         if stem == "data" and isinstance(data.get("input"), dict):  # the data stage's input scores
             input_row = _input_row(data["input"])
-            task = task_label(data)
+            # any vintage of metrics/data.json: experiments made before it had a task were labelled by their source
+            task = task_label(str(data.get("task") or data.get("source") or "reds"), data.get("synth_task"))
             continue
         modes = data.get("tta")
         if isinstance(modes, dict) and any(isinstance(v, dict) and "psnr" in v for v in modes.values()):

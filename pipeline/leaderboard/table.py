@@ -24,6 +24,7 @@ from pipeline.fileio import atomic_path, read_json, write_json, write_text
 from pipeline.ladder import BASE_ENTRY, STEP_COLUMNS
 from pipeline.layout import BASE
 from pipeline.leaderboard.charts import plot_ladder, plot_pareto
+from pipeline.records import DataRecord, EnsembleRecord, EvalRecord, ModeScores
 from pipeline.stats import paired_gain
 from pipeline.tasks import TASKS
 
@@ -33,7 +34,6 @@ __all__ = [
     "ablation_ladder",
     "build_leaderboard",
     "pareto_front",
-    "task_label",
     "per_test_set_table",
     "write_leaderboard",
 ]
@@ -69,22 +69,14 @@ class LeaderboardError(PipelineError):
     """A metrics file or experiment record cannot be read into the leaderboard; the message names it."""
 
 
-def task_label(stats: dict) -> str:
-    """The task a data stage's statistics (``metrics/data.json``) describe: its ``task`` (``data.source``), with the
-    embedded set's degradation after a slash (``synthetic/denoise``); rankings of different labels never mix."""
-    task = str(stats.get("task") or stats.get("source") or "reds")
-    synth = stats.get("synth_task")
-    return f"{task}/{synth}" if task == "synthetic" and synth else task
-
-
-def _test_set_label(task: str, row: dict | None = None) -> str:
+def _test_set_label(task: str, row: ModeScores | None = None) -> str:
     """What a row's scores average: the task's one test set (``pipeline.tasks``), or ``all N sets`` for a task that
     reports several (Rain13K; each set's scores are in ``leaderboard_test_sets.csv``)."""
-    sets = (row or {}).get("test_sets")
-    if isinstance(sets, dict) and len(sets) > 1:
+    sets = row.test_sets if row is not None else None
+    if sets and len(sets) > 1:
         return f"all {len(sets)} sets"
-    if isinstance(sets, dict) and sets:
-        return str(next(iter(sets)))
+    if sets:
+        return next(iter(sets))
     name = task.split("/")[0]
     known = TASKS[name].test_set_names if name in TASKS else ("val300",)
     return known[0] if len(known) == 1 else f"all {len(known)} sets"
@@ -95,23 +87,20 @@ def per_test_set_table(eval_jsons: Sequence[str | Path]) -> pd.DataFrame:
     task's reported average; empty for single-set tasks."""
     rows = []
     for p in eval_jsons:
-        ev = _read_json(p)
-        model = str(ev.get("model", Path(p).stem))
-        for mode, row in (ev.get("tta") or {}).items():
-            for name, sc in (row.get("test_sets") or {}).items():
-                rows.append({"entry": f"{model}/{mode}", "test_set": name, **{k: sc.get(k) for k in _SET_FIELDS}})
-            if row.get("test_sets") and isinstance(row.get("reported"), dict):
-                rep = row["reported"]
-                label = f"reported ({rep.get('average', '')})"
-                rows.append({"entry": f"{model}/{mode}", "test_set": label, **{k: rep.get(k) for k in _SET_FIELDS}})
-    return pd.DataFrame(rows, columns=["entry", "test_set", *_SET_FIELDS])
-
-
-_SET_FIELDS = ("psnr", "ssim", "ssim3d", "frames")
+        ev = EvalRecord.read(p, error=LeaderboardError)
+        for mode, row in ev.tta.items():
+            entry = f"{ev.model}/{mode}"
+            for name, sc in (row.test_sets or {}).items():
+                rows.append({"entry": entry, "test_set": name, **sc.to_json()})
+            if row.test_sets and row.reported is not None:
+                rep = row.reported
+                scores = {"psnr": rep.psnr, "ssim": rep.ssim, "ssim3d": rep.ssim3d}
+                rows.append({"entry": entry, "test_set": f"reported ({rep.average})", **scores})
+    return pd.DataFrame(rows, columns=["entry", "test_set", "psnr", "ssim", "ssim3d", "frames"])
 
 
 def _read_json(path: str | Path) -> dict:
-    """Read one metrics JSON object, naming the file on any problem."""
+    """Read one training metrics JSON object, naming the file on any problem."""
     return read_json(path, what="metrics file", error=LeaderboardError)
 
 
@@ -131,16 +120,15 @@ def _model_settings(train: dict) -> str:
     return " ".join(f"{k}={train[k]}" for k in keys if train.get(k) not in (None, ""))
 
 
-def _tta_settings(mode: str, row: dict, crops: CropsConfig | None) -> str:
+def _tta_settings(mode: str, row: ModeScores, crops: CropsConfig | None) -> str:
     """Short description of a TTA mode: the runtime's own description, the crops (``tta.crops``), precision."""
     parts = [f"tta={mode}"]
-    desc = str(row.get("settings", "") or "")
-    if desc and desc != mode:
-        parts.append(f"({desc})")
-    if "crops" in mode and crops is not None and "n=" not in desc:
+    if row.settings and row.settings != mode:
+        parts.append(f"({row.settings})")
+    if "crops" in mode and crops is not None and "n=" not in row.settings:
         parts.append(f"crops n={crops.n} size={crops.size}")
-    if row.get("precision"):
-        parts.append(str(row["precision"]))
+    if row.precision:
+        parts.append(row.precision)
     return " ".join(parts)
 
 
@@ -183,63 +171,56 @@ def build_leaderboard(
     for path in train_jsons:
         data = _read_json(path)
         train[str(data.get("model", Path(path).stem))] = data
-    evals = [(Path(p), _read_json(p)) for p in eval_jsons]
-    ens = _read_json(ensemble_json) if ensemble_json else None
+    evals = [(Path(p), EvalRecord.read(p, error=LeaderboardError)) for p in eval_jsons]
+    ens = EnsembleRecord.read(ensemble_json, error=LeaderboardError) if ensemble_json else None
 
     rows = []
     task = ""
     if data_json is not None:
-        path = Path(data_json)
-        stats = _read_json(path)
-        task = task_label(stats)
-        scores = stats.get("input")
-        if not isinstance(scores, dict) or not {"psnr", "ssim", "ssim3d"} <= set(scores):
-            raise LeaderboardError(f"{path}: no 'input' scores (psnr, ssim, ssim3d) of the blurry val-300 frames")
-        shown = rounded_scores(scores)
-        frames = scores.get("frames")
+        stats = DataRecord.read(data_json, error=LeaderboardError)
+        task = stats.label
+        shown = rounded_scores(stats.input.to_json())
         rows.append(
             {
                 "entry": "input",
                 "model": "",
                 "tta": "",
-                "psnr": _num(shown["psnr"]),
-                "ssim": _num(shown["ssim"]),
-                "ssim3d": _num(shown["ssim3d"]),
+                "psnr": shown["psnr"],
+                "ssim": shown["ssim"],
+                "ssim3d": shown["ssim3d"],
                 "gain_db": 0.0,
                 "params": math.nan,
                 "macs_g": math.nan,
                 "seconds_per_frame": 0.0,
                 "device": "",
-                "settings": "blurry input" + (f", {frames} frames" if frames else ""),
+                "settings": f"blurry input, {stats.input.frames} frames",
             }
         )
 
-    scored_tasks = {str(ev["task"]) for _, ev in evals if ev.get("task")}
+    scored_tasks = {ev.task for _, ev in evals}
     if len(scored_tasks) > 1:
-        listed = ", ".join(f"{p} ({ev.get('task')})" for p, ev in evals)
+        listed = ", ".join(f"{p} ({ev.task})" for p, ev in evals)
         raise LeaderboardError(f"evaluations of several tasks {sorted(scored_tasks)} in one ranking: {listed}")
     for path, ev in evals:
-        model = str(ev.get("model", path.stem))
-        modes = ev.get("tta")
-        if not isinstance(modes, dict) or not modes:
+        if not ev.tta:
             raise LeaderboardError(f"{path}: no 'tta' scores (expected an evaluate_model summary)")
-        tr = train.get(model, {})
-        for mode, row in modes.items():
+        tr = train.get(ev.model, {})
+        for mode, row in ev.tta.items():
             settings = " ".join(s for s in (_model_settings(tr), _tta_settings(mode, row, crops)) if s)
             rows.append(
                 {
-                    "test_set": _test_set_label(task or str(ev.get("task", "")), row),
-                    "entry": f"{model}/{mode}",
-                    "model": model,
+                    "test_set": _test_set_label(task or ev.task, row),
+                    "entry": f"{ev.model}/{mode}",
+                    "model": ev.model,
                     "tta": mode,
-                    "psnr": _num(row.get("psnr")),
-                    "ssim": _num(row.get("ssim")),
-                    "ssim3d": _num(row.get("ssim3d")),
-                    "gain_db": _num(row.get("gain_db")),
+                    "psnr": row.psnr,
+                    "ssim": row.ssim,
+                    "ssim3d": row.ssim3d,
+                    "gain_db": row.gain_db,
                     "params": _num(tr.get("params")),
                     "macs_g": _num(tr.get("macs_g_256")),
-                    "seconds_per_frame": _num(row.get("seconds_per_frame")),
-                    "device": str(row.get("device", "")),
+                    "seconds_per_frame": row.seconds_per_frame,
+                    "device": row.device,
                     "settings": settings,
                 }
             )
@@ -266,37 +247,33 @@ def build_leaderboard(
     return df[COLUMNS]
 
 
-def _ensemble_rows(ens: dict, train: dict) -> list[dict]:
+def _ensemble_rows(ens: EnsembleRecord, train: dict) -> list[dict]:
     """The published ensemble (entry ``ensemble``) and, beside it, every other weighting scored (``ensemble/equal``)."""
-    members = list(ens.get("members") or (ens.get("weights") or {}))
-    member_params = [_num(train.get(m, {}).get("params")) for m in members]
-    member_macs = [_num(train.get(m, {}).get("macs_g_256")) for m in members]
-    published = ens.get("published", "fitted" if isinstance(ens.get("fit"), dict) else "weights")
-    variants = ens.get("variants") if isinstance(ens.get("variants"), dict) else {published: ens}
+    member_params = [_num(train.get(m, {}).get("params")) for m in ens.members]
+    member_macs = [_num(train.get(m, {}).get("macs_g_256")) for m in ens.members]
     rows = []
-    for name, var in variants.items():
-        weights = var.get("weights") or ens.get("weights") or {}
-        settings = f"{name} weights " + " ".join(f"{m}={float(w):.3f}" for m, w in weights.items())
-        if name == "fitted" and isinstance(ens.get("fit"), dict):
-            settings += f" (held-out {ens['fit'].get('heldout_gain_db', math.nan):+.3f} dB vs equal)"
-        if ens.get("settings"):
-            settings += f"; {ens['settings']}"
-        is_published = name == published
+    for name, var in ens.variants.items():
+        settings = f"{name} weights " + " ".join(f"{m}={w:.3f}" for m, w in var.weights.items())
+        if name == "fitted" and ens.fit is not None:
+            settings += f" (held-out {ens.fit.heldout_gain_db:+.3f} dB vs equal)"
+        if ens.settings:
+            settings += f"; {ens.settings}"
+        is_published = name == ens.published
         rows.append(
             {
                 "entry": "ensemble" if is_published else f"ensemble/{name}",
-                "model": "+".join(members),
+                "model": "+".join(ens.members),
                 "tta": "ensemble",
-                "psnr": _num(var.get("psnr")),
-                "ssim": _num(var.get("ssim")),
-                "ssim3d": _num(var.get("ssim3d")),
-                "gain_db": _num(var.get("gain_db")),
-                "params": float(sum(member_params)) if members else math.nan,
-                "macs_g": float(sum(member_macs)) if members else math.nan,
+                "psnr": var.psnr,
+                "ssim": var.ssim,
+                "ssim3d": var.ssim3d,
+                "gain_db": var.gain_db,
+                "params": float(sum(member_params)) if ens.members else math.nan,
+                "macs_g": float(sum(member_macs)) if ens.members else math.nan,
                 # Members with weight 0 need not run; the published runtime already says so.
-                "seconds_per_frame": _num(ens.get("seconds_per_frame")) if is_published else math.nan,
-                "device": str(ens.get("device", "")),
-                "settings": settings + ("" if is_published else f" (scored only; {published} is submitted)"),
+                "seconds_per_frame": ens.seconds_per_frame if is_published else math.nan,
+                "device": ens.device,
+                "settings": settings + ("" if is_published else f" (scored only; {ens.published} is submitted)"),
             }
         )
     return rows
