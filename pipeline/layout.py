@@ -1,8 +1,8 @@
 """Where every file of the pipeline lives, derived from ``params.yaml``'s ``paths`` section in one place.
 
 Stage scripts and library code ask a :class:`Layout` for a path instead of joining folder names by hand, so a path is
-spelled once here (and templated from the same ``paths`` values in ``dvc.yaml``). Training's own files (checkpoints,
-DVCLive, curves) are named by :class:`pipeline.train.TrainOutputs`, which derives from the same ``PathsConfig``.
+spelled once here (and templated from the same ``paths`` values in ``dvc.yaml``), training's own files (run folder,
+DVCLive, curves) included: :class:`pipeline.train.TrainOutputs` groups the ones a training run writes.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Layout:
         """``index/val300_inputs.csv``: per-frame input scores, computed once by ``prepare``."""
         return Path(self.paths.data) / "index" / f"{VAL_SPLIT}_inputs.csv"
 
-    # the pretrained base (paths.pretrained, committed; = pipeline.train.TrainOutputs.for_pretrain, a test checks)
+    # the pretrained base (paths.pretrained, committed: what the frozen pretrain stage writes)
     @property
     def base_weights(self) -> Path:
         return Path(self.paths.pretrained) / f"{BASE}.safetensors"
@@ -57,6 +57,35 @@ class Layout:
     def base_provenance(self) -> Path:
         """``base.json``: the base's recipe and model facts (parameters, MACs), shaped like a member's train metrics."""
         return Path(self.paths.pretrained) / f"{BASE}.json"
+
+    @property
+    def base_curve(self) -> Path:
+        return Path(self.paths.pretrained) / f"{BASE}_curve.png"
+
+    @property
+    def base_live_dir(self) -> Path:
+        """The base's DVCLive folder, inside its run folder (its val-300 curve is also in ``base.json``)."""
+        return self.run_dir(BASE) / "live"
+
+    # training (train@<model>, pretrain): the run folder and DVCLive's are not tracked by DVC
+    def run_dir(self, model: str) -> Path:
+        """``paths.runs/<model>``: ``checkpoints/`` (accelerate state, kept after the run so it can be continued) and
+        ``snapshots/`` (EMA weight snapshots, ``best.safetensors``)."""
+        return Path(self.paths.runs) / model
+
+    def checkpoints(self, model: str) -> Path:
+        return self.run_dir(model) / "checkpoints"
+
+    def snapshots(self, model: str) -> Path:
+        return self.run_dir(model) / "snapshots"
+
+    def live_dir(self, model: str) -> Path:
+        """``paths.live/<model>``: DVCLive's ``metrics.json`` and ``plots/metrics/*.tsv`` (per-step loss, lr, val-300
+        PSNR/SSIM, samples/s)."""
+        return Path(self.paths.live) / model
+
+    def train_curve(self, model: str) -> Path:
+        return Path(self.paths.plots) / "train" / f"{model}.png"
 
     # members
     def weights(self, model: str) -> Path:

@@ -119,13 +119,13 @@ def test_train_end_to_end_writes_outputs_and_starts_from_identity(workdir):
 # an interruption at a known point, with no timing involved (the process dies as a kill -9 would leave it).
 KILL_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-import pipeline.train as train
-real = train._checkpoint
-def checkpoint_then_die(run, step, *args, **kwargs):
-    real(run, step, *args, **kwargs)
-    if step == int(os.environ["KILL_AT_STEP"]):
+import pipeline.train.loop as loop
+real = loop._checkpoint
+def checkpoint_then_die(run):
+    real(run)
+    if run.state.step == int(os.environ["KILL_AT_STEP"]):
         os.kill(os.getpid(), signal.SIGKILL)
-train._checkpoint = checkpoint_then_die
+loop._checkpoint = checkpoint_then_die
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -223,7 +223,7 @@ def test_saved_ema_weights_equal_the_ema_computed_by_hand(workdir, monkeypatch):
     from accelerate.state import AcceleratorState
     from timm.utils import ModelEmaV3
 
-    import pipeline.train as train
+    import pipeline.train.run as train_run
 
     _clean(workdir)
     steps, decay = 5, 0.5
@@ -234,7 +234,7 @@ def test_saved_ema_weights_equal_the_ema_computed_by_hand(workdir, monkeypatch):
             per_step.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             super().update(model, step=step)
 
-    monkeypatch.setattr(train, "ModelEmaV3", RecordingEma)
+    monkeypatch.setattr(train_run, "ModelEmaV3", RecordingEma)
     monkeypatch.chdir(workdir)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     cfg = ModelTrainConfig(**{**_tuple_fields(TINY_MODEL), "ema_decay": decay, "steps": steps, "val_every": steps})
@@ -369,3 +369,61 @@ def test_validation_scores_under_the_index_task_protocol():
     assert rgb["psnr"] == pytest.approx(psnr(blur, sharp), abs=1e-9)
     assert y["psnr"] == pytest.approx(psnr(blur, sharp, test_y_channel=True), abs=1e-9)
     assert abs(y["psnr"] - rgb["psnr"]) > 0.5
+
+
+def test_run_fingerprint_covers_every_file_of_the_train_package_and_the_code_it_imports(tmp_path, monkeypatch):
+    """The training code is derived from the package's imports: editing any file of a copy of pipeline/train (or adding
+    one) changes the fingerprint, so no checkpoint of other code is resumed."""
+    from pipeline.train import fingerprint
+
+    code = fingerprint.training_code()
+    for needed in ("pipeline/train/loop.py", "pipeline/train/sampler.py", "pipeline/losses.py", "pipeline/tiling.py"):
+        assert needed in code, needed
+    assert {"pipeline/models/hinet.py", "pipeline/data/shards.py", "pipeline/batching.py"} <= set(code)  # transitive
+    assert not {"pipeline/config.py", "pipeline/layout.py", "pipeline/inference.py"} & set(code)
+    cfg = ModelTrainConfig(**_tuple_fields(TINY_MODEL))
+    original = fingerprint.run_fingerprint(cfg, tmp_path, 1)
+
+    copy = tmp_path / "train"
+    shutil.copytree(fingerprint.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "PACKAGE", copy)
+    assert fingerprint.run_fingerprint(cfg, tmp_path, 1) == original  # same bytes, same fingerprint
+    seen = {original}
+    for path in sorted(copy.glob("*.py")):
+        path.write_text(path.read_text() + "\n# edited\n")
+        seen.add(fingerprint.run_fingerprint(cfg, tmp_path, 1))
+    (copy / "new.py").write_text("")
+    seen.add(fingerprint.run_fingerprint(cfg, tmp_path, 1))
+    assert len(seen) == len(list(copy.glob("*.py"))) + 1
+    assert fingerprint.run_fingerprint(cfg, tmp_path, 2) not in seen  # the process count too
+
+
+def test_train_record_round_trips_with_today_s_keys_in_order(tmp_path):
+    """The record is written and read in one place; the committed base's record reads and rewrites byte for byte."""
+    from dataclasses import replace
+
+    from pipeline.train.records import Provenance, TrainRecord, read_train_record, write_train_record
+
+    values = {
+        "model": "m", "variant": "hinet-tiny", "width": 8, "extra_blocks": 0, "params": 1000, "macs_g_256": 0.123,
+        "steps": 12, "input_psnr": 25.0, "input_ssim": 0.7, "final_psnr": 26.5, "final_ssim": 0.8,
+        "final_gain_db": 1.5, "best_psnr": 26.6, "best_ssim": 0.81, "best_step": 6, "wall_time_s": 1.2,
+        "wall_time_this_run_s": 1.2, "cpu": "cpu x", "threads": 1, "torch": "2", "data_fingerprint": "abc",
+        "init_from": None, "resumed_from_step": 0, "processes": 1, "per_process_batch": 2, "accumulation": 1,
+        "global_batch": 2, "device": "cpu", "mixed_precision": "no", "rank_weight_hashes": ("h",), "export": "final",
+    }  # fmt: skip
+    record = TrainRecord(**values)
+    path = tmp_path / "m.json"
+    write_train_record(path, record)
+    assert list(json.loads(path.read_text())) == list(values) and json.loads(path.read_text())["init_from"] is None
+    assert read_train_record(path) == record
+    base = replace(record, provenance=Provenance({"lr": 1e-3, "betas": [0.9, 0.99]}, "abc+dirty", [{"step": 6}]))
+    write_train_record(path, base)
+    assert list(json.loads(path.read_text())) == [*values, "recipe", "git_commit", "val_curve"]
+    assert read_train_record(path) == base
+    committed = REPO / "pretrained" / "base.json"
+    write_train_record(path, read_train_record(committed))
+    assert path.read_bytes() == committed.read_bytes()
+    path.write_text(json.dumps({**record.to_dict(), "extra": 1}))
+    with pytest.raises(ValueError, match=r"m\.json: not a train record .*unexpected keys \['extra'\]"):
+        read_train_record(path)
