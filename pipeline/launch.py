@@ -4,8 +4,9 @@
 on this machine: one process on CPU or one GPU; N GPUs (``--multi_gpu``); or N gloo processes on a CPU-only machine
 (``--multi_gpu`` without CUDA, one thread each). The command is checked before anything starts: more processes than
 visible GPUs (or CPU cores) is an error naming the value and the fix (``check_params`` runs the same check first).
-With one process a failing script's exit is passed on without a launcher traceback (exit 1; accelerate's
-``--quiet``); with N processes torch elastic still prints its failure report after the script's own error.
+A failing script's exit is passed on without a launcher traceback of its own: with one process through accelerate's
+``--quiet`` (exit 1); with N processes the launcher runs in this process and turns torch elastic's failure (its
+``ChildFailedError`` traceback and report box) into the failed ranks' exit code, after each rank's own error line.
 ``--dry-run`` prints the command instead.
 Precision is not set here: the script takes it from the recipe (``models.<m>.mixed_precision``, ``tta.precision``).
 Multi-node runs are started by hand on every node (README, "Many nodes").
@@ -100,8 +101,28 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(f"{k}={v}" for k, v in env.items()), shlex.join(cmd))
         return 0
     sys.stdout.flush()
-    os.execvpe(cmd[0], cmd, {**os.environ, **env})
-    return 0  # not reached
+    if launch.processes == 1:
+        os.execvpe(cmd[0], cmd, {**os.environ, **env})
+    return _launch_in_process(cmd[3:], env)
+
+
+def _launch_in_process(launch_args: list[str], env: dict[str, str]) -> int:
+    """Run ``accelerate launch LAUNCH_ARGS`` here (N processes under torch elastic) and return the exit code: 0, or the
+    failed ranks' largest exit code. The ranks printed their own errors; elastic's report would only repeat them."""
+    import logging
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    os.environ.update(env)
+    args = launch_command_parser().parse_args(launch_args)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its "failed (exitcode: 1)" lines
+    try:
+        launch_command(args)
+    except ChildFailedError as exc:
+        code = max((f.exitcode for f in exc.failures.values()), default=1)
+        return code if code > 0 else 1  # a rank killed by a signal reports a negative code
+    return 0
 
 
 if __name__ == "__main__":

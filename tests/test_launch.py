@@ -87,3 +87,21 @@ def test_a_user_error_in_the_launched_script_is_one_line_and_its_exit_code(tmp_p
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == "error: base.safetensors: truncated", out.stderr
     assert "Traceback" not in out.stderr and "CalledProcessError" not in out.stderr
+
+
+def test_a_user_error_in_two_launched_processes_is_their_lines_and_exit_code(tmp_path: Path):
+    """Before: each rank's error line, then torch elastic's ChildFailedError traceback and its failure report."""
+    (tmp_path / "params.yaml").write_text("launch: {processes: 2}\n")
+    (tmp_path / "fails.py").write_text(
+        "import sys\nprint('error: base.safetensors: truncated', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.launch", "fails.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines == ["error: base.safetensors: truncated"] * 2, out.stderr  # one per rank, nothing else
