@@ -32,11 +32,11 @@ from pipeline.data.pool import load_pool
 from pipeline.data.reds import ROOT_FILE, relative_index
 from pipeline.data.shards import write_shards
 from pipeline.data.synth import manifest_matches, synthesize_reds
-from pipeline.evaluate import write_input_scores
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
 from pipeline.layout import Layout
 from pipeline.records import DataCounts, DataRecord, InputSummary, MeanScores, PatchSettings, ShardSummary
-from pipeline.tasks import Task, get_task
+from pipeline.scoring import score_inputs, write_input_scores
+from pipeline.tasks import SCORES, Task, get_task
 
 __all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare"]
 
@@ -50,12 +50,10 @@ def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[MeanScores, 
     """Mean PSNR / SSIM / SSIM3D of the degraded inputs against their targets under the index's task protocol (REDS:
     RGB, no border crop), and the per-frame scores they average (written once here; evaluate, ensemble and the
     leaderboard read them)."""
-    from pipeline.evaluate import score_inputs
-
     if table.empty:
         raise ValueError("input_scores: the frame table is empty")
     per_image = score_inputs(table, workers=workers)
-    means = {k: float(per_image[k].mean()) for k in ("psnr", "ssim", "ssim3d")}
+    means = {k: float(per_image[k].mean()) for k in SCORES}
     return MeanScores(**means, frames=len(per_image)), per_image
 
 
