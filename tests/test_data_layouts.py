@@ -461,7 +461,7 @@ def test_prepare_gopro_with_the_release_crops(tmp_path: Path):
 
 
 def test_comparison_sheet_on_rain13k(tmp_path: Path):
-    from pipeline.sheet import comparison_sheet
+    from pipeline.leaderboard.sheet import comparison_sheet
 
     val300 = index_rain13k(make_rain13k(tmp_path / "rain13k"), _opts())["val300"]
     for r in val300.itertuples():
