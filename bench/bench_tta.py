@@ -18,9 +18,9 @@ import time
 import torch
 from common import header, interleaved, median, paired_ratio, spread, verdict
 
-from pipeline.config import CropsConfig, TTAConfig
+from pipeline.config import TTA_MODES, CropsConfig, TTAConfig
 from pipeline.device import autocast, resolve_device, resolve_precision
-from pipeline.inference import TTA_MODES, Restorer, random_crops
+from pipeline.inference import Restorer, random_crops
 from pipeline.models import create_model
 from pipeline.tiling import Patch, Tiler, dihedral
 

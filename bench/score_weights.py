@@ -17,9 +17,9 @@ from pipeline.config import load_params
 from pipeline.data.reds import read_index
 from pipeline.fileio import read_image, to_uint8
 from pipeline.layout import VAL_SPLIT, Layout
+from pipeline.leaderboard.stats import sequence_of
 from pipeline.metrics import psnr
 from pipeline.models.weights import load_model
-from pipeline.stats import sequence_of
 from pipeline.tiling import restore_tiled
 
 

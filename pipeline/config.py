@@ -41,9 +41,11 @@ __all__ = [
     "parse",
 ]
 
-TTA_MODES = ("plain", "x8", "crops", "x8+crops")  # = pipeline.inference.TTA_MODES (a test keeps them equal)
+TTA_MODES = ("plain", "x8", "crops", "x8+crops")  # the test-time augmentations (pipeline.inference runs them)
 CROP_MODES = ("crops", "x8+crops")
-CROP_TRANSFORMS = ("all8", "flips", "identity")  # = the keys of pipeline.inference.TRANSFORM_SETS
+# tta.crops.transforms -> the dihedral transforms (pipeline.tiling.dihedral's 0-7) a random crop draws from. 'flips'
+# are the four shape-preserving ones: identity, rot180 (flip H and W), flip W, flip H.
+CROP_TRANSFORMS: dict[str, tuple[int, ...]] = {"all8": tuple(range(8)), "flips": (0, 2, 4, 6), "identity": (0,)}
 WHEEL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "grace_hopper")  # shipped by scikit-image / matplotlib
 SYNTH_TASKS = ("deblur_jpeg", "deblur", "denoise", "derain")  # the embedded set's degradations (pipeline.data.degrade)
 POOL_SOURCES = Path(__file__).resolve().parent / "data" / "photos" / "sources.json"  # the committed photo pool
@@ -440,7 +442,7 @@ class CropsConfig:
     def __post_init__(self):
         _require_counts(self, 0, "n")  # 0 is fine while no crop mode is used; TTAConfig checks that
         _require_counts(self, 1, "size")
-        _require_choice(self, "transforms", CROP_TRANSFORMS)
+        _require_choice(self, "transforms", tuple(CROP_TRANSFORMS))
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ from tqdm.auto import tqdm
 from pipeline.config import EnsembleConfig
 from pipeline.data.reds import has_frames
 from pipeline.errors import PipelineError
-from pipeline.evaluate import load_index, read_input_scores, score_dir, summarize, write_per_image_csv
+from pipeline.evaluate import summarize, write_per_image_csv
 from pipeline.fileio import read_image
 from pipeline.layout import VAL_SPLIT, Layout
 from pipeline.predictions import PredictionFolder, Runtime
 from pipeline.records import EnsembleRecord, EvalRecord, FitReport, Variant
+from pipeline.scoring import load_index, read_input_scores, score_dir
 from pipeline.tasks import Task, task_of_index
 
 __all__ = [

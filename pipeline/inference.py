@@ -24,13 +24,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pipeline.config import CropsConfig, TTAConfig
+from pipeline.config import CROP_TRANSFORMS, TTA_MODES, CropsConfig, TTAConfig
 from pipeline.device import precision_name, resolve_precision, uses_channels_last
 from pipeline.tiling import Patch, Tiler, check_model_device, from_batch, to_batch
 
-__all__ = ["MODE_PARTS", "PARTS", "TRANSFORM_SETS", "TTA_MODES", "Restorer", "check_modes", "random_crops"]
+__all__ = ["MODE_PARTS", "PARTS", "Restorer", "check_modes", "random_crops"]
 
-TTA_MODES = ("plain", "x8", "crops", "x8+crops")
 # A plan's parts: the identity tiling pass, the seven other dihedral tiling passes, the random crops. Each mode is a
 # union of parts; its result is (sum of the parts' weighted outputs) / (sum of their weights), added in this order.
 PARTS = ("tiles", "tiles_x7", "crops")
@@ -40,8 +39,6 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
     "crops": ("tiles", "crops"),
     "x8+crops": ("tiles", "tiles_x7", "crops"),
 }
-# 'flips' are the four shape-preserving transforms: identity, rot180 (flip H and W), flip W, flip H.
-TRANSFORM_SETS: dict[str, tuple[int, ...]] = {"all8": tuple(range(8)), "identity": (0,), "flips": (0, 2, 4, 6)}
 
 
 def random_crops(height: int, width: int, crops: CropsConfig) -> list[Patch]:
@@ -52,7 +49,7 @@ def random_crops(height: int, width: int, crops: CropsConfig) -> list[Patch]:
     g = torch.Generator().manual_seed(crops.seed)
     ys = torch.randint(0, height - ch + 1, (crops.n,), generator=g).tolist()
     xs = torch.randint(0, width - cw + 1, (crops.n,), generator=g).tolist()
-    choices = TRANSFORM_SETS[crops.transforms]
+    choices = CROP_TRANSFORMS[crops.transforms]
     ts = torch.randint(0, len(choices), (crops.n,), generator=g).tolist()
     return [Patch(y, x, ch, cw, choices[t]) for y, x, t in zip(ys, xs, ts, strict=True)]
 
@@ -120,7 +117,7 @@ class Restorer:
         if "tiles" in needed:
             parts["tiles"] = self.tiler.tiles(height, width, (0,))
         if "tiles_x7" in needed:
-            parts["tiles_x7"] = self.tiler.tiles(height, width, TRANSFORM_SETS["all8"][1:])
+            parts["tiles_x7"] = self.tiler.tiles(height, width, CROP_TRANSFORMS["all8"][1:])
         if "crops" in needed:
             parts["crops"] = random_crops(height, width, self.tta.crops)
         return parts

@@ -125,6 +125,11 @@ class Layout:
         return Path(self.paths.metrics) / "data.json"
 
     @property
+    def data_contact_sheet(self) -> Path:
+        """``paths.plots/data_contact_sheet.png``: val-300 input | target pairs, written by ``prepare``."""
+        return Path(self.paths.plots) / "data_contact_sheet.png"
+
+    @property
     def params_check(self) -> Path:
         return Path(self.paths.metrics) / "params_check.json"
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from pipeline.cli import reports_user_errors
-from pipeline.config import CropsConfig, TTAConfig
+from pipeline.config import CROP_TRANSFORMS, TTA_MODES, CropsConfig, TTAConfig
 from pipeline.device import prepare_model, resolve_device
 from pipeline.errors import PipelineError
 from pipeline.fileio import ImageReadError, read_image, to_uint8, write_image
-from pipeline.inference import TRANSFORM_SETS, TTA_MODES, Restorer
+from pipeline.inference import Restorer
 
 __all__ = ["IMAGE_SUFFIXES", "RestoreError", "find_inputs", "main", "output_paths", "parse_args"]
 
@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tta", default="plain", choices=TTA_MODES, help="test-time augmentation (default: plain)")
     parser.add_argument("--crops", type=int, default=CropsConfig.n, help="random crops for the crop TTA modes")
     parser.add_argument("--crop-size", type=int, default=CropsConfig.size, help="random crop size")
-    parser.add_argument("--crop-transforms", default=CropsConfig.transforms, choices=sorted(TRANSFORM_SETS))
+    parser.add_argument("--crop-transforms", default=CropsConfig.transforms, choices=sorted(CROP_TRANSFORMS))
     parser.add_argument("--seed", type=int, default=CropsConfig.seed, help="seed of the random crops")
     parser.add_argument("--tile", type=int, default=256, help="tile size (bounds memory)")
     parser.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")

@@ -2,9 +2,9 @@
 
 The definitions are data, not branches: which indexer reads the tree, which channel is scored (RGB, or the BT.601 luma
 the public code's ``test_y_channel`` uses), the border crop, the test sets with the paper's numbers, how the reported
-average is formed and how results are laid out. ``evaluate`` finds the task from the index it scores (the ``task``
-column the indexers write; an index without one is REDS, so REDS and the embedded set keep their behaviour exactly)
-and asks it to score and to report.
+average is formed and how results are laid out. ``pipeline.scoring`` finds the task from the index it scores (the
+``task`` column the indexers write; an index without one is REDS, so REDS and the embedded set keep their behaviour
+exactly) and asks it to score; ``evaluate`` asks it to report.
 
 Facts, from the public release (megvii-model/HINet) and the paper, as read for this module:
 
@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import metrics
 from pipeline.errors import PipelineError
+from pipeline.fileio import to_uint8
 
 __all__ = [
     "DEFAULT_TASK",
@@ -48,7 +50,7 @@ __all__ = [
     "task_of_index",
 ]
 
-SCORES = ("psnr", "ssim", "ssim3d")  # the per-image score columns (pipeline.evaluate.SCORE_COLUMNS without name)
+SCORES = ("psnr", "ssim", "ssim3d")  # what Task.score gives per image: the score columns of every table of them
 DEFAULT_TASK = "reds"  # the protocol of an index without a task column (REDS and the embedded REDS-like set)
 
 
@@ -113,8 +115,6 @@ class Task:
         """PSNR, SSIM (BasicSR convention) and the release's SSIM (``ssim3d``: HINet's 3D SSIM on RGB, its 2D
         replicate-border SSIM on Y) of two RGB uint8 images under this task's channel and border crop (a score not
         asked for is NaN)."""
-        from pipeline import metrics
-
         y = self.channel == "y"
         out = {"psnr": metrics.psnr(pred, target, self.crop_border, test_y_channel=y)}
         if not with_ssim:
@@ -132,8 +132,6 @@ class Task:
         """The values this task's PSNR is computed on, as float64 with peak 1, from an RGB image in [0, 1] (HWC):
         the border-cropped RGB, or its unrounded BT.601 luma / 255 (``channel`` "y"). The ensemble fit maximises
         PSNR over these, so it ranks weights as ``evaluate`` ranks the result."""
-        from pipeline import metrics
-
         x = np.asarray(rgb, dtype=np.float64)
         if self.crop_border:
             c = self.crop_border
@@ -146,9 +144,6 @@ class Task:
         """Scores of a restored float image (HWC RGB in [0, 1]) as the release scores it: :meth:`score` of its 8-bit
         rounding, with PSNR from the unrounded output where the release takes it so (``rounded_output`` false: SIDD,
         RGB and no crop, peak 1)."""
-        from pipeline import metrics
-        from pipeline.fileio import to_uint8
-
         out = self.score(to_uint8(output), target, with_ssim=with_ssim, with_ssim3d=with_ssim3d)
         if not self.rounded_output:
             out["psnr"] = metrics.psnr_float(output, target)

@@ -6,12 +6,12 @@ from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
 from pipeline.data.reds import read_index
 from pipeline.fileio import write_image
-from pipeline.ladder import BASE_ENTRY, read_per_frame, seed_spreads, step_table
 from pipeline.layout import BASE, VAL_SPLIT, Layout
 from pipeline.leaderboard import build_leaderboard, per_test_set_table, write_leaderboard
+from pipeline.leaderboard.ladder import BASE_ENTRY, read_per_frame, seed_spreads, step_table
+from pipeline.leaderboard.sheet import comparison_sheet
 from pipeline.leaderboard.sources import per_source_table, read_sources
 from pipeline.predictions import PredictionFolder
-from pipeline.sheet import comparison_sheet
 
 
 @reports_user_errors

@@ -8,7 +8,8 @@ import argparse
 
 from pipeline.cli import reports_user_errors
 from pipeline.config import load_params
-from pipeline.train import PRETRAIN_NAME, TrainOutputs, train_model
+from pipeline.layout import BASE
+from pipeline.train import TrainOutputs, train_model
 
 
 @reports_user_errors
@@ -19,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     train_model(
-        PRETRAIN_NAME,
+        BASE,
         params.pretrain,
         params.paths,
         cpu=args.cpu or None,

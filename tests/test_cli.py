@@ -16,11 +16,11 @@ from pipeline.cli import USER_ERROR_EXIT, reports_user_errors
 from pipeline.config import ConfigError
 from pipeline.data.reds import DatasetError
 from pipeline.ensemble import EnsembleError
-from pipeline.evaluate import EvaluationError
 from pipeline.fileio import ImageReadError, write_image
 from pipeline.leaderboard import LeaderboardError
 from pipeline.models import WeightsError, create_model, save_weights
 from pipeline.restore import main as restore_main
+from pipeline.scoring import EvaluationError
 
 REPO = Path(__file__).resolve().parents[1]
 

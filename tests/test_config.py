@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import config
 from pipeline.config import ConfigError, CropsConfig, ModelTrainConfig, Params, TTAConfig, load_params, parse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,12 +143,6 @@ def test_crop_count_zero_is_fine_without_a_crop_mode():
     )
 
 
-def test_config_mode_lists_match_the_inference_module():
-    from pipeline.inference import TRANSFORM_SETS, TTA_MODES
-
-    assert config.TTA_MODES == TTA_MODES and sorted(config.CROP_TRANSFORMS) == sorted(TRANSFORM_SETS)
-
-
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
@@ -279,6 +272,7 @@ def test_paths_defaults_equal_params_yaml_and_dvc_yaml_names_the_layouts_files()
     assert str(layout.weights(m)) in files(dvc["train"]["do"], "outs")
     assert str(layout.train_metrics(m)) in files(dvc["train"]["do"], "metrics")
     assert str(layout.data_metrics) in files(dvc["prepare"], "metrics")
+    assert str(layout.data_contact_sheet) in files(dvc["prepare"], "plots")
     assert str(layout.params_check) in files(dvc["check_params"], "outs")
     assert str(layout.submission_zip("${package.name}")) in files(dvc["package"], "outs")
     assert {str(layout.submissions / n) for n in ("leaderboard.csv", "leaderboard.md")} <= files(
@@ -304,12 +298,12 @@ def test_paths_defaults_equal_params_yaml_and_dvc_yaml_names_the_layouts_files()
 
 def test_the_base_is_scored_in_the_plain_mode_with_only_the_tta_keys_that_mode_reads():
     from pipeline.layout import BASE, BASE_MODE, Layout
-    from pipeline.train import PRETRAIN_NAME, TrainOutputs
+    from pipeline.train import TrainOutputs
 
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert dvc["infer_base"]["cmd"].endswith("stages/infer.py --base")
     assert dvc["evaluate_base"]["cmd"] == "python stages/evaluate.py --base"
-    assert BASE_MODE == "plain" and BASE == PRETRAIN_NAME
+    assert BASE_MODE == "plain" and BASE == "base"
     # Crops, the ladder and the submit mode do not change a plain prediction: editing them never reruns the base.
     tta_keys = ["tta.tile", "tta.overlap", "tta.tiling", "tta.batch", "tta.precision"]
     assert dvc["infer_base"]["params"] == [*tta_keys, "launch"]

@@ -23,11 +23,12 @@ from pipeline.data.prepare import prepare
 from pipeline.data.rain13k import index_rain13k
 from pipeline.data.reds import DatasetError, read_index
 from pipeline.data.sidd import index_sidd
-from pipeline.evaluate import EvaluationError, evaluate_model, read_input_scores, score_dir
+from pipeline.evaluate import evaluate_model
 from pipeline.fileio import read_image, to_uint8, write_image, write_image16
 from pipeline.layout import Layout
 from pipeline.metrics import psnr_float
 from pipeline.predictions import PredictionFolder, Runtime
+from pipeline.scoring import EvaluationError, read_input_scores, score_dir
 from pipeline.tasks import get_task
 
 SIDD_EXPECTED = "Data/<scene>/{NOISY,GT}_SRGB_<n>.PNG and ValidationNoisyBlocksSrgb.mat + ValidationGtBlocksSrgb.mat"
@@ -460,7 +461,7 @@ def test_prepare_gopro_with_the_release_crops(tmp_path: Path):
 
 
 def test_comparison_sheet_on_rain13k(tmp_path: Path):
-    from pipeline.sheet import comparison_sheet
+    from pipeline.leaderboard.sheet import comparison_sheet
 
     val300 = index_rain13k(make_rain13k(tmp_path / "rain13k"), _opts())["val300"]
     for r in val300.itertuples():

@@ -195,9 +195,9 @@ def test_prepare_reds_outputs(reds: Path, tmp_path: Path):
     assert stats.input.psnr == pytest.approx(psnr(blur, sharp))
     assert stats.input.ssim == pytest.approx(ssim(blur, sharp))
     # The per-frame input scores are written once, here, for evaluate / ensemble / leaderboard to read.
-    from pipeline.evaluate import read_input_scores
     from pipeline.layout import Layout
     from pipeline.metrics import ssim_hinet3d
+    from pipeline.scoring import read_input_scores
 
     assert stats.input.ssim3d == pytest.approx(ssim_hinet3d(blur, sharp))
     per_frame = read_input_scores(Layout(paths).input_scores)

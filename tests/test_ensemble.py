@@ -20,11 +20,12 @@ from pipeline.ensemble import (
     run_ensemble,
     split_fit_heldout,
 )
-from pipeline.evaluate import evaluate_model, score_inputs, write_input_scores
+from pipeline.evaluate import evaluate_model
 from pipeline.fileio import read_image, read_image16, to_uint8, write_image, write_image16
 from pipeline.layout import Layout
 from pipeline.predictions import PredictionFolder, Runtime
 from pipeline.records import EnsembleRecord, EvalRecord
+from pipeline.scoring import score_inputs, write_input_scores
 
 H, W = 16, 24
 

@@ -11,19 +11,12 @@ import pytest
 
 from pipeline import metrics
 from pipeline.config import PathsConfig
-from pipeline.evaluate import (
-    EvaluationError,
-    evaluate_model,
-    read_input_scores,
-    score_dir,
-    score_inputs,
-    summarize,
-    write_input_scores,
-)
+from pipeline.evaluate import evaluate_model, summarize
 from pipeline.fileio import write_image
 from pipeline.layout import Layout
 from pipeline.predictions import PredictionFolder, PredictionsError, Runtime
 from pipeline.records import EvalRecord
+from pipeline.scoring import EvaluationError, read_input_scores, score_dir, score_inputs, write_input_scores
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
 

@@ -247,7 +247,7 @@ def test_the_pretrained_base_is_a_row_and_a_step_but_never_the_single_model(metr
 
 
 def test_ablation_ladder_intervals_pair_the_base_with_input_and_member(metrics_files):
-    from pipeline.stats import paired_gain
+    from pipeline.leaderboard.stats import paired_gain
 
     frames = [f"{i // 2:03d}_{i % 2:08d}" for i in range(12)]
     rng = np.random.default_rng(2)

@@ -155,6 +155,7 @@ def test_ssim_needs_an_11_pixel_window():
     [
         "pipeline.metrics",
         "pipeline.evaluate",
+        "pipeline.scoring",
         "pipeline.tasks",
         "pipeline.data.reds",
         "pipeline.data.gopro",

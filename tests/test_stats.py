@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.ladder import STEP_COLUMNS, seed_spreads, step_table
-from pipeline.stats import paired_gain, seed_spread, sequence_of
+from pipeline.leaderboard.ladder import STEP_COLUMNS, seed_spreads, step_table
+from pipeline.leaderboard.stats import paired_gain, seed_spread, sequence_of
 
 NAMES = [f"{s:03d}_{f:08d}" for s in range(30) for f in (9, 19)]
 

@@ -18,6 +18,7 @@ from pipeline.data.patches import PatchError, load_pair, read_patch_index
 from pipeline.data.reds import DatasetError, read_index
 from pipeline.data.shards import INDEX, ShardSet, read_shard_index
 from pipeline.records import InputSummary
+from pipeline.scoring import score_inputs
 
 __all__ = ["PairedPatchDataset", "ValFrames", "dihedral", "to_tensor"]
 
@@ -174,8 +175,6 @@ class ValFrames(Dataset):
     def input_scores(self, workers: int = 1) -> dict:
         """Mean PSNR/SSIM of the blurry inputs against the sharp frames (``psnr``, ``ssim``, ``frames``)."""
         if self._input_scores is None or self._input_scores.get("frames") != len(self):
-            from pipeline.evaluate import score_inputs
-
             per_image = score_inputs(self.table, workers=workers)
             self._input_scores = {
                 "psnr": float(per_image["psnr"].mean()),

@@ -5,7 +5,7 @@ Every indexer produces the table REDS produces (``pipeline.data.reds.COLUMNS`` +
 the degraded input, ``sharp_path`` the target) plus ``TASK_COLUMNS`` (which task's protocol scores the row and which
 test set it belongs to), mapped onto the pipeline's splits ``train``, ``val``, ``val300`` (the scored split) and
 ``test300`` (the packaged split). Frame names are ``<seq>_<frame>`` so the leaderboard's cluster bootstrap
-(``pipeline.stats.sequence_of``) resamples whole scenes or source images.
+(``pipeline.leaderboard.stats.sequence_of``) resamples whole scenes or source images.
 """
 
 from __future__ import annotations

@@ -32,16 +32,14 @@ from pipeline.data.pool import load_pool
 from pipeline.data.reds import ROOT_FILE, relative_index
 from pipeline.data.shards import write_shards
 from pipeline.data.synth import manifest_matches, synthesize_reds
-from pipeline.evaluate import write_input_scores
 from pipeline.fileio import atomic_dir, read_image, write_image, write_json
 from pipeline.layout import Layout
 from pipeline.records import DataCounts, DataRecord, InputSummary, MeanScores, PatchSettings, ShardSummary
-from pipeline.tasks import Task, get_task
+from pipeline.scoring import score_inputs, write_input_scores
+from pipeline.tasks import SCORES, Task, get_task
 
-__all__ = ["CONTACT_SHEET", "METRICS", "contact_sheet", "input_scores", "prepare"]
+__all__ = ["contact_sheet", "input_scores", "prepare"]
 
-METRICS = "data.json"
-CONTACT_SHEET = "data_contact_sheet.png"
 _TILE_WIDTH = 320
 _DERIVED = "blocks"  # paths.data/blocks: files an indexer derives from the download (SIDD's .mat blocks as PNGs)
 
@@ -50,12 +48,10 @@ def input_scores(table: pd.DataFrame, *, workers: int = 2) -> tuple[MeanScores, 
     """Mean PSNR / SSIM / SSIM3D of the degraded inputs against their targets under the index's task protocol (REDS:
     RGB, no border crop), and the per-frame scores they average (written once here; evaluate, ensemble and the
     leaderboard read them)."""
-    from pipeline.evaluate import score_inputs
-
     if table.empty:
         raise ValueError("input_scores: the frame table is empty")
     per_image = score_inputs(table, workers=workers)
-    means = {k: float(per_image[k].mean()) for k in ("psnr", "ssim", "ssim3d")}
+    means = {k: float(per_image[k].mean()) for k in SCORES}
     return MeanScores(**means, frames=len(per_image)), per_image
 
 
@@ -95,7 +91,8 @@ def contact_sheet(
 def _remove_outputs(paths: PathsConfig) -> None:
     """Delete this stage's previous outputs first, so a failed run cannot leave stale ones that look current."""
     shutil.rmtree(paths.data, ignore_errors=True)
-    for f in (Path(paths.metrics) / METRICS, Path(paths.plots) / CONTACT_SHEET):
+    layout = Layout(paths)
+    for f in (layout.data_metrics, layout.data_contact_sheet):
         f.unlink(missing_ok=True)
 
 
@@ -125,6 +122,7 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> DataRecord:
     bad file before anything is written.
     """
     task = get_task(cfg.source)
+    layout = Layout(paths)
     data_dir = Path(paths.data)
     synth_root = Path(paths.synthetic_reds)
     nested = _nested(synth_root, data_dir) if cfg.source == "synthetic" else None
@@ -197,9 +195,8 @@ def prepare(cfg: DataConfig, paths: PathsConfig) -> DataRecord:
         )
         sheet = contact_sheet(val300, cfg.contact_sheet_pairs, task, INPUT_LABELS[synth_task] if synth_task else None)
         stats.write(tmp / "stats.json")
-        layout = Layout(paths)
         InputSummary(input=stats.input).write(tmp / "index" / layout.input_summary.name)
         write_input_scores(tmp / "index" / layout.input_scores.name, per_input)
-    stats.write(Path(paths.metrics) / METRICS)
-    write_image(Path(paths.plots) / CONTACT_SHEET, sheet)
+    stats.write(layout.data_metrics)
+    write_image(layout.data_contact_sheet, sheet)
     return stats

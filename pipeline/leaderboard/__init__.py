@@ -1,12 +1,14 @@
-"""The val-300 leaderboard: the table (:mod:`.table`), its charts (:mod:`.charts`) and the merge of every DVC
-experiment's rows (:mod:`.merge`, ``python -m pipeline.leaderboard merge``)."""
+"""The val-300 leaderboard: the table (:mod:`.table`), the steps between its rows (:mod:`.ladder`: the step table
+and the ablation ladder, with the paired intervals of :mod:`.stats`), its charts (:mod:`.charts`), the comparison
+sheet (:mod:`.sheet`), the scores by source photo (:mod:`.sources`) and the merge of every DVC experiment's rows
+(:mod:`.merge`, ``python -m pipeline.leaderboard merge``)."""
 
 from pipeline.leaderboard.charts import plot_ladder, plot_pareto
+from pipeline.leaderboard.ladder import ablation_ladder
 from pipeline.leaderboard.merge import main, merge_experiments, pivot_psnr
 from pipeline.leaderboard.table import (
     COLUMNS,
     LeaderboardError,
-    ablation_ladder,
     build_leaderboard,
     pareto_front,
     per_test_set_table,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.stats import sequence_of
+from pipeline.leaderboard.stats import sequence_of
 
 __all__ = ["frames_below_input", "per_source_table", "read_sources"]
 

@@ -4,8 +4,8 @@ Rows are the blurry input, the pretrained base (``base/plain``), each model unde
 columns are PSNR, SSIM (per-channel Gaussian, the BasicSR / scikit-image convention), gain over the input with its 95%
 interval, parameters, GMACs at 256x256, runtime per frame, device and the settings that produced the row. Every number
 is read from what an earlier stage wrote: input scores from the data stage, model facts from the training metrics (the
-base's from its provenance), scores from ``evaluate`` (the base's from ``evaluate_base``) and ``ensemble``. Also here:
-the ablation ladder in the form of the paper's NTIRE table.
+base's from its provenance), scores from ``evaluate`` (the base's from ``evaluate_base``) and ``ensemble``. The steps
+between rows (the step table and the paper's ablation ladder) are :mod:`pipeline.leaderboard.ladder`'s.
 """
 
 from __future__ import annotations
@@ -21,17 +21,16 @@ from pipeline.config import CropsConfig
 from pipeline.errors import PipelineError
 from pipeline.evaluate import rounded_scores
 from pipeline.fileio import atomic_path, read_json, write_json, write_text
-from pipeline.ladder import BASE_ENTRY, STEP_COLUMNS
 from pipeline.layout import BASE
 from pipeline.leaderboard.charts import plot_ladder, plot_pareto
+from pipeline.leaderboard.ladder import BASE_ENTRY, STEP_COLUMNS, ablation_ladder
+from pipeline.leaderboard.stats import paired_gain
 from pipeline.records import DataRecord, EnsembleRecord, EvalRecord, ModeScores
-from pipeline.stats import paired_gain
 from pipeline.tasks import TASKS
 
 __all__ = [
     "COLUMNS",
     "LeaderboardError",
-    "ablation_ladder",
     "build_leaderboard",
     "pareto_front",
     "per_test_set_table",
@@ -164,7 +163,7 @@ def build_leaderboard(
     summaries ``eval_jsons`` (the base's among them: ``metrics/eval/base.json``, its model facts from
     ``pretrained/base.json`` among ``train_jsons``) and the :func:`pipeline.ensemble.run_ensemble` summary
     ``ensemble_json``. ``crops`` (``tta.crops``) describes the crop modes. ``per_frame`` (entry -> per-frame scores,
-    :func:`pipeline.ladder.read_per_frame`) adds each row's 95% interval of its paired gain over the input
+    :func:`pipeline.leaderboard.ladder.read_per_frame`) adds each row's 95% interval of its paired gain over the input
     (``gain_ci_low`` / ``gain_ci_high``, sequences resampled); NaN without it.
     """
     train = {}
@@ -279,68 +278,6 @@ def _ensemble_rows(ens: EnsembleRecord, train: dict) -> list[dict]:
     return rows
 
 
-def ablation_ladder(df: pd.DataFrame, per_frame: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """The paper's NTIRE ladder from a leaderboard: input -> pretrained base (no TTA) -> best single model (no TTA) ->
-    + x8 -> + crops -> ensemble.
-
-    The single model is the member with the best plain (no-TTA) PSNR (never the base: the members are fine-tuned from
-    it); steps whose rows do not exist are skipped.
-    Columns: step, entry, psnr, ssim, delta_db (over the previous step), total_db (over the first), seconds_per_frame,
-    and with ``per_frame`` the 95% interval of each step's paired per-frame gain (``ci_low``, ``ci_high``,
-    ``significant``).
-    """
-    by_entry = df.set_index("entry")
-    steps: list[tuple[str, str]] = []
-    if "input" in by_entry.index:
-        steps.append(("blurry input", "input"))
-    if BASE_ENTRY in by_entry.index:
-        steps.append(("pretrained base (no TTA)", BASE_ENTRY))
-    singles = df[(df["model"] != "") & (df["model"] != BASE) & (df["tta"] != "ensemble")]
-    plain = singles[singles["tta"] == "plain"]
-    if len(plain):
-        model = plain.sort_values("psnr", ascending=False, kind="stable")["model"].iloc[0]
-    elif len(singles):
-        model = singles.sort_values("psnr", ascending=False, kind="stable")["model"].iloc[0]
-    else:
-        model = None
-    if model is not None:
-        modes = set(singles.loc[singles["model"] == model, "tta"])
-        if "plain" in modes:
-            steps.append((f"{model} (no TTA)", f"{model}/plain"))
-        if "x8" in modes:
-            steps.append(("+ x8 flips/rotations", f"{model}/x8"))
-        crops = "x8+crops" if "x8+crops" in modes else "crops" if "crops" in modes else None
-        if crops:
-            steps.append(("+ random crops", f"{model}/{crops}"))
-    if "ensemble" in by_entry.index:
-        steps.append(("+ ensemble", "ensemble"))
-    rows = []
-    for label, entry in steps:
-        r = by_entry.loc[entry]
-        rows.append(
-            {
-                "step": label,
-                "entry": entry,
-                "psnr": float(r["psnr"]),
-                "ssim": float(r["ssim"]),
-                "seconds_per_frame": float(r["seconds_per_frame"]),
-            }
-        )
-    ladder = pd.DataFrame(rows, columns=["step", "entry", "psnr", "ssim", "seconds_per_frame"])
-    ladder.insert(4, "delta_db", ladder["psnr"].diff().fillna(0.0))
-    ladder.insert(5, "total_db", ladder["psnr"] - (ladder["psnr"].iloc[0] if len(ladder) else 0.0))
-    ladder["ci_low"], ladder["ci_high"], ladder["significant"] = math.nan, math.nan, False
-    if per_frame is not None:
-        entries = list(ladder["entry"])
-        for i in range(1, len(entries)):
-            before, after = entries[i - 1], entries[i]
-            if before in per_frame and after in per_frame:
-                gain = paired_gain(per_frame[before]["psnr"], per_frame[after]["psnr"])
-                ladder.loc[i, ["ci_low", "ci_high"]] = gain["ci_low"], gain["ci_high"]
-                ladder.loc[i, "significant"] = gain["significant"]
-    return ladder
-
-
 def _fmt(v, spec: str) -> str:
     return "" if v is None or not np.isfinite(v) else format(v, spec)
 
@@ -409,7 +346,7 @@ def write_leaderboard(
 
     ``test_sets`` (:func:`per_test_set_table`, non-empty for a task that reports several sets) adds
     ``leaderboard_test_sets.csv`` and its Markdown section.
-    ``steps`` (:func:`pipeline.ladder.step_table`) and ``spreads`` (:func:`pipeline.ladder.seed_spreads`) add the
+    ``steps`` (:func:`.ladder.step_table`) and ``spreads`` (:func:`.ladder.seed_spreads`) add the
     paired statistics; ``per_frame`` adds the intervals to the ablation-ladder chart; ``per_source``
     (:func:`pipeline.leaderboard.sources.per_source_table`) adds ``per_source.csv`` and its Markdown section.
     """

@@ -11,7 +11,6 @@
 """
 
 from pipeline.batching import BatchPlan, BatchPlanError, plan_batch
-from pipeline.layout import BASE as PRETRAIN_NAME
 from pipeline.train.checkpoints import export_weights
 from pipeline.train.fingerprint import config_fingerprint, data_fingerprint, run_fingerprint, training_code
 from pipeline.train.loop import NonFiniteLossError, train_model, validate
@@ -20,7 +19,6 @@ from pipeline.train.run import LoopState, TrainOutputs, build_model, mixed_preci
 from pipeline.train.sampler import StepSamples
 
 __all__ = [
-    "PRETRAIN_NAME",
     "BatchPlan",
     "BatchPlanError",
     "LoopState",

@@ -33,10 +33,10 @@ _CONTINUABLE = (
 PACKAGE = Path(__file__).resolve().parent  # pipeline/train: hashed whole (tests point it at a copy)
 _ROOT = PACKAGE.parents[1]  # the folder holding the ``pipeline`` package: imports resolve against it
 # Imported by training, yet unable to change the weights it trains: the recipe is hashed by value (not config.py's
-# text), layout and figures name files and draw the curve, and evaluate only scores the val-300 inputs when prepare's
+# text), layout and figures name files and draw the curve, and scoring only scores the val-300 inputs when prepare's
 # stored scores are missing. Editing them resumes a checkpoint (a DVC rerun re-exports) instead of retraining.
 _OUTSIDE_TRAINING = frozenset(
-    {"pipeline/config.py", "pipeline/layout.py", "pipeline/figures.py", "pipeline/evaluate.py"}
+    {"pipeline/config.py", "pipeline/layout.py", "pipeline/figures.py", "pipeline/scoring.py"}
 )
 
 
