@@ -71,19 +71,24 @@ def test_cli_dry_run_and_error_line(tmp_path: Path):
     assert "Traceback" not in bad.stderr
 
 
-def test_a_user_error_in_the_launched_script_is_one_line_and_its_exit_code(tmp_path: Path):
-    """Before: the script's error line, then accelerate's CalledProcessError traceback."""
-    (tmp_path / "params.yaml").write_text("launch: {processes: 1}\n")
+def _launch_failing_script(tmp_path: Path, processes: int) -> subprocess.CompletedProcess:
+    """``python -m pipeline.launch`` of a script that prints a one-line user error and exits 1, under ``processes``."""
+    (tmp_path / "params.yaml").write_text(f"launch: {{processes: {processes}}}\n")
     (tmp_path / "fails.py").write_text(
         "import sys\nprint('error: base.safetensors: truncated', file=sys.stderr)\nsys.exit(1)\n"
     )
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "pipeline.launch", "fails.py"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path)},
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"},
     )
+
+
+def test_a_user_error_in_the_launched_script_is_one_line_and_its_exit_code(tmp_path: Path):
+    """Before: the script's error line, then accelerate's CalledProcessError traceback."""
+    out = _launch_failing_script(tmp_path, 1)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == "error: base.safetensors: truncated", out.stderr
     assert "Traceback" not in out.stderr and "CalledProcessError" not in out.stderr
@@ -91,17 +96,7 @@ def test_a_user_error_in_the_launched_script_is_one_line_and_its_exit_code(tmp_p
 
 def test_a_user_error_in_two_launched_processes_is_their_lines_and_exit_code(tmp_path: Path):
     """Before: each rank's error line, then torch elastic's ChildFailedError traceback and its failure report."""
-    (tmp_path / "params.yaml").write_text("launch: {processes: 2}\n")
-    (tmp_path / "fails.py").write_text(
-        "import sys\nprint('error: base.safetensors: truncated', file=sys.stderr)\nsys.exit(1)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline.launch", "fails.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"},
-    )
+    out = _launch_failing_script(tmp_path, 2)
     assert out.returncode == 1
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines == ["error: base.safetensors: truncated"] * 2, out.stderr  # one per rank, nothing else
