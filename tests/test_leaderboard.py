@@ -364,3 +364,29 @@ def test_one_ranking_never_mixes_tasks(metrics_files):
     evaluation("wide", "gopro", plain=mode(26.0, 0.5)).write(metrics_files / "eval/wide.json")
     with pytest.raises(LeaderboardError, match=r"several tasks \['gopro', 'sidd'\]"):
         build(metrics_files)
+
+
+def test_ladder_chart_draws_an_interval_that_excludes_the_rows_psnr(tmp_path):
+    # The rows' PSNR come from the eval records, the intervals from the per-frame scores: when every sequence gains
+    # alike the interval is one point, which may sit a rounding off the row's PSNR difference. The chart drew the
+    # error bar about the row's PSNR, and matplotlib refused the negative half-width ("yerr must not contain
+    # negative values"), which failed the leaderboard stage.
+    from pipeline.leaderboard.charts import plot_ladder
+
+    ladder = pd.DataFrame(
+        {
+            "step": ["blurry input", "pretrained base (no TTA)"],
+            "entry": ["input", "base/plain"],
+            "psnr": [26.0, 26.5],
+            "ssim": [0.8, 0.81],
+            "delta_db": [0.0, 0.5],
+            "total_db": [0.0, 0.5],
+            "seconds_per_frame": [0.0, 1.0],
+            "ci_low": [math.nan, 0.5 + 1e-9],
+            "ci_high": [math.nan, 0.5 + 1e-9],
+            "significant": [False, True],
+        }
+    )
+    path = tmp_path / "ladder.png"
+    plot_ladder(ladder, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

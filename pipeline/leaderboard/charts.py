@@ -31,9 +31,9 @@ def plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
             if i and has_ci and np.isfinite(r["ci_low"]):
                 prev = ladder["psnr"].iloc[i - 1]  # the step's 95% interval, drawn from the previous step's level
                 c_lo, c_hi = prev + r["ci_low"], prev + r["ci_high"]
-                ax.errorbar(
-                    i, r["psnr"], yerr=[[r["psnr"] - c_lo], [c_hi - r["psnr"]]], fmt="none", ecolor="k", capsize=5
-                )
+                # Drawn about its own middle: the row's PSNR comes from the eval records and the interval from the
+                # per-frame scores, so a tight interval (every sequence gaining alike) can sit a rounding off it.
+                ax.errorbar(i, (c_lo + c_hi) / 2, yerr=(c_hi - c_lo) / 2, fmt="none", ecolor="k", capsize=5)
                 note += f"\n[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" + ("" if r["significant"] else "\nn.s.")
                 top = max(top, c_hi)
             ax.text(i, top + pad * 0.08, note, ha="center", va="bottom", fontsize=8)
