@@ -21,6 +21,7 @@ from pipeline.errors import PipelineError
 __all__ = [
     "CROP_TRANSFORMS",
     "POOL_SPLITS",
+    "PRECISIONS",
     "SYNTH_PHOTOS",
     "SYNTH_TASKS",
     "WHEEL_PHOTOS",
@@ -41,6 +42,9 @@ __all__ = [
     "parse",
 ]
 
+# The one precision vocabulary of params, records and CLIs: auto resolves per device (pipeline.device); fp32 is
+# "no autocast" (accelerate spells it `no`: only pipeline.device.accelerate_precision translates).
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TTA_MODES = ("plain", "x8", "crops", "x8+crops")  # the test-time augmentations (pipeline.inference runs them)
 CROP_MODES = ("crops", "x8+crops")
 # tta.crops.transforms -> the dihedral transforms (pipeline.tiling.dihedral's 0-7) a random crop draws from. 'flips'
@@ -104,6 +108,12 @@ def _require_counts(obj: Any, minimum: int, *names: str) -> None:
 def _require_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     _require(value in choices, obj.SECTION, name, value, f"one of {list(choices)}")
+
+
+def _require_precision(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    hint = " ('no' is accelerate's word for fp32: write fp32)" if value == "no" else ""
+    _require(value in PRECISIONS, obj.SECTION, name, value, f"one of {list(PRECISIONS)}{hint}")
 
 
 @dataclass(frozen=True)
@@ -327,7 +337,7 @@ class ModelTrainConfig:
     stage_weights: tuple[float, float] = (0.5, 0.5)
     loss: str = "psnr"  # psnr | l1
     identity_init: bool = False  # zero the output convolutions so the untrained net returns its input
-    mixed_precision: str = "auto"  # auto (bf16 on CUDA and CPUs with native bf16, else no) | bf16 | fp16 | no
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA and CPUs with native bf16, else fp32) | bf16 | fp16 | fp32
     channels_last: bool = True
     init_from: str = ""  # public-release .pth or our .safetensors to fine-tune from
     val_every: int = 0  # 0: only at the end
@@ -377,7 +387,7 @@ class ModelTrainConfig:
             "two numbers >= 0, not both 0",
         )
         _require_choice(self, "loss", ("psnr", "l1"))
-        _require_choice(self, "mixed_precision", ("auto", "bf16", "fp16", "no"))
+        _require_precision(self, "mixed_precision")
         kind, _, k = self.export.partition(":")
         _require(
             self.export in ("final", "best") or (kind == "average" and k.isdigit() and int(k) >= 1),
@@ -456,6 +466,8 @@ class TTAConfig:
     tiling: str = "blended"  # blended (raised-cosine, >= overlap px) | hinet (the public grid + count-map average)
     batch: int = 8
     precision: str = "auto"  # auto (bf16 on CUDA and CPUs with native bf16, else fp32) | bf16 | fp16 | fp32
+    cast_weights: bool = False  # keep a copy of the weights in the autocast dtype (no per-forward weight casts)
+    compile: bool = False  # torch.compile the model (compiles once per patch shape)
     ladder: tuple[str, ...] = ("plain", "x8", "x8+crops")
     submit: str = "x8+crops"
     crops: CropsConfig = field(default_factory=CropsConfig)
@@ -468,7 +480,7 @@ class TTAConfig:
         _require(self.submit in self.ladder, at, "submit", self.submit, f"one of tta.ladder {list(self.ladder)}")
         _require_counts(self, 1, "tile", "batch")
         _require(0 <= self.overlap < self.tile, at, "overlap", self.overlap, f"in [0, tta.tile={self.tile})")
-        _require_choice(self, "precision", ("auto", "bf16", "fp16", "fp32"))
+        _require_precision(self, "precision")
         _require_choice(self, "tiling", ("blended", "hinet"))
         uses_crops = any(mode in CROP_MODES for mode in self.ladder)
         _require(

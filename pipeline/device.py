@@ -1,7 +1,9 @@
 """Device, precision and memory-format choices shared by training and inference.
 
 Precision is applied through autocast only: weights stay float32, so choosing bf16 never changes a model's
-parameters, and fp32 stays one argument away.
+parameters, and fp32 stays one argument away. One vocabulary, ``pipeline.config.PRECISIONS`` (auto, bf16, fp16, fp32),
+names precision in params, records and CLIs; :func:`accelerate_precision` is the one translation to accelerate's
+``mixed_precision`` (which spells fp32 ``no``) and :func:`precision_name` the one from a dtype.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import contextlib
 import torch
 from torch import nn
 
+from pipeline.config import PRECISIONS
 from pipeline.errors import PipelineError
 
 __all__ = [
     "PRECISIONS",
     "DeviceError",
+    "accelerate_precision",
     "autocast",
     "cpu_has_native_bf16",
     "describe_device",
@@ -26,8 +30,6 @@ __all__ = [
     "resolve_precision",
     "uses_channels_last",
 ]
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32", "no")
 
 
 class DeviceError(PipelineError):
@@ -60,12 +62,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     """Return the autocast dtype for ``precision`` on ``device``, or None for plain float32.
 
     ``'auto'`` is bf16 on a CPU with native bf16 (AMX / AVX512-BF16; fp32 elsewhere: emulated bf16 is many times
-    slower) and on CUDA (fp16 on GPUs without bf16); ``'fp16'`` is CUDA only; ``'fp32'`` and ``'no'`` disable autocast.
+    slower) and on CUDA (fp16 on GPUs without bf16); ``'fp16'`` is CUDA only; ``'fp32'`` disables autocast.
     """
     device = torch.device(device)
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
-    if precision in ("fp32", "no"):
+    if precision == "fp32":
         return None
     if precision == "auto":
         if device.type == "cuda":
@@ -83,7 +85,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
-    """Name an autocast dtype the way accelerate's ``mixed_precision`` and our JSON reports do (bf16, fp16, no)."""
+    """Name an autocast dtype (None: float32) in the project's vocabulary: bf16, fp16 or fp32."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def accelerate_precision(dtype: torch.dtype | None) -> str:
+    """The same as accelerate's ``mixed_precision`` argument spells it: bf16, fp16 or no (float32)."""
     return {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 

@@ -18,6 +18,7 @@ size, never by the image size.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 
@@ -77,6 +78,17 @@ def _combine(maps: dict[str, tuple[Tensor, Tensor]], mode: str) -> Tensor:
     return (acc / weight).float()
 
 
+def _cast_conv_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``model`` whose convolution and linear weights and biases are in ``dtype``: what autocast would cast
+    them to on every forward. Normalisation parameters stay float32 (autocast runs those ops in float32; CPU
+    instance norm refuses bf16 parameters)."""
+    net = copy.deepcopy(model)
+    for module in net.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)):
+            module.to(dtype)
+    return net
+
+
 class Restorer:
     """A model ready to restore full images of any size under TTA modes, with the tiling, batch, precision and crops
     of ``tta`` (default ``TTAConfig()``).
@@ -85,6 +97,11 @@ class Restorer:
     the memory format are resolved here, once, and every part of every mode runs through one
     :class:`pipeline.tiling.Tiler`. A ladder of modes runs each part's forwards once (plain, x8 and x8+crops together
     cost the forwards of x8+crops) and each mode's result is bit-identical to that mode restored alone.
+
+    Speed options (both off by default; ``bench/bench_inference.py`` measures them): ``tta.cast_weights`` runs a
+    copy of the model whose convolution and linear weights are already in the autocast dtype, so autocast does not
+    re-cast them on every forward (the caller's model is untouched; fp32 runs ignore it); ``tta.compile`` wraps the
+    model in ``torch.compile`` (one compilation per patch shape and transform, paid on the first frame).
     """
 
     def __init__(self, model: nn.Module, tta: TTAConfig | None = None, *, device: str | torch.device | None = None):
@@ -92,8 +109,13 @@ class Restorer:
         self.model = model
         self.device = check_model_device(model, device)
         self.dtype = resolve_precision(self.tta.precision, self.device)
+        net = model
+        if self.tta.cast_weights and self.dtype is not None:
+            net = _cast_conv_weights(model, self.dtype)
+        if self.tta.compile:
+            net = torch.compile(net)
         self.tiler = Tiler(
-            model,
+            net,
             tile=self.tta.tile,
             overlap=self.tta.overlap,
             tiling=self.tta.tiling,
@@ -105,7 +127,7 @@ class Restorer:
     @property
     def precision(self) -> str:
         """The precision the forwards run in, as runtime records name it (bf16, fp16 or fp32)."""
-        return "fp32" if self.dtype is None else precision_name(self.dtype)
+        return precision_name(self.dtype)
 
     def plan(self, height: int, width: int, modes: Sequence[str]) -> dict[str, list[Patch]]:
         """The patches of each part ``modes`` need for an image of ``height`` x ``width``, in ``PARTS`` order."""

@@ -34,6 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pipeline.cli import reports_user_errors
+from pipeline.config import PRECISIONS, TTAConfig
 from pipeline.errors import PipelineError
 from pipeline.tasks import SCORES, Task, get_task
 
@@ -154,7 +155,6 @@ def _plan(runs: Sequence[Run], stack: ExitStack, *, workers: int, sidd_block: in
 
 def _restore_and_score(p: _Planned, *, mode: str, device, precision: str, batch: int) -> pd.DataFrame:
     """Restore every scored frame of one run and score it under its task's protocol: one row per frame."""
-    from pipeline.config import TTAConfig
     from pipeline.device import prepare_model, resolve_device
     from pipeline.fileio import read_image
     from pipeline.inference import Restorer
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("submissions/paper_table.csv"))
     parser.add_argument("--tta", choices=("plain", "x8"), default="plain")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--batch", type=int, default=8, help="tiles per forward")
     parser.add_argument("--workers", type=int, default=2, help="processes validating the trees")
     parser.add_argument("--sidd-block", type=int, default=256, help="SIDD block side (256 in the benchmark)")

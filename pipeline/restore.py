@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from pipeline.cli import reports_user_errors
-from pipeline.config import CROP_TRANSFORMS, TTA_MODES, CropsConfig, TTAConfig
+from pipeline.config import CROP_TRANSFORMS, PRECISIONS, TTA_MODES, CropsConfig, TTAConfig
 from pipeline.device import prepare_model, resolve_device
 from pipeline.errors import PipelineError
 from pipeline.fileio import ImageReadError, read_image, to_uint8, write_image
@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tile", type=int, default=256, help="tile size (bounds memory)")
     parser.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
     parser.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return parser.parse_args(argv)
 

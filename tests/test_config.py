@@ -331,3 +331,17 @@ def test_public_task_recipes_are_expressed_exactly(preset, source, variant, seed
     assert (cfg.variant, cfg.steps, cfg.global_batch, cfg.patch_size, cfg.seed) == (variant, 400_000, 64, 256, seed)
     assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.weight_decay, cfg.grad_clip) == ("adam", 2e-4, betas, 0.0, 0.01)
     assert (cfg.min_lr, cfg.warmup_steps, cfg.loss, cfg.stage_weights) == (min_lr, warmup, loss, weights)
+
+
+def test_precision_has_one_vocabulary_in_every_section():
+    """models.<m>.mixed_precision and tta.precision take the same four words; accelerate's 'no' gets a hint."""
+    from pipeline.config import PRECISIONS
+
+    assert PRECISIONS == ("auto", "bf16", "fp16", "fp32")
+    for value in PRECISIONS:
+        assert parse(ModelTrainConfig, {"mixed_precision": value}).mixed_precision == value
+        assert parse(TTAConfig, {"precision": value}).precision == value
+    with pytest.raises(ConfigError, match=r"mixed_precision: got 'no', .*'no' is accelerate's word for fp32"):
+        parse(ModelTrainConfig, {"mixed_precision": "no"})
+    with pytest.raises(ConfigError, match=r"precision: got 'fp64', must be one of \['auto', 'bf16', 'fp16', 'fp32'\]$"):
+        parse(TTAConfig, {"precision": "fp64"})

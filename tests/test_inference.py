@@ -3,6 +3,7 @@ whole-image inference."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -342,16 +343,18 @@ def test_hinet_tiling_reproduces_the_public_grid_and_count_average():
 def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
     """Emulated bf16 runs 15-25x slower than fp32 (AVX2-only CPUs): 'auto' must not pick it there."""
     import pipeline.device as device
-    from pipeline.train import mixed_precision_for
+    from pipeline.device import accelerate_precision
+    from pipeline.train import training_dtype
 
     monkeypatch.setattr(device.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert resolve_precision("auto", "cpu") is None
-    assert mixed_precision_for("auto", True) == "no"
+    assert training_dtype("auto", True) is None
+    assert accelerate_precision(training_dtype("auto", True)) == "no"  # accelerate's word for fp32
     assert resolve_precision("bf16", "cpu") == torch.bfloat16  # asked for by name: still honoured
     monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_precision("auto", "cpu") == torch.bfloat16
-    assert mixed_precision_for("auto", True) == "bf16"
+    assert accelerate_precision(training_dtype("auto", True)) == "bf16"
 
 
 def test_restorer_resolves_its_settings_once_and_restore_tiled_equals_its_plain_mode():
@@ -374,3 +377,46 @@ def test_restorer_resolves_its_settings_once_and_restore_tiled_equals_its_plain_
     assert list(both) == ["plain", "x8"] and torch.equal(both["plain"], plain)
     with pytest.raises(ValueError, match="move it first"):
         Restorer(model, device="meta")
+
+
+def test_cast_weights_runs_a_copy_in_the_autocast_dtype_and_leaves_the_model_alone():
+    """tta.cast_weights: the forwards use a bf16 copy (no per-call weight casts), close to autocast over fp32
+    weights; the caller's model keeps its fp32 weights; an fp32 run ignores the key (bit-identical)."""
+    model = prepare_model(two_conv_net(), "cpu", channels_last=True)
+    x = image(40, 56)
+    auto = Restorer(model, TTAConfig(tile=32, overlap=8, precision="bf16"))
+    cast = Restorer(model, TTAConfig(tile=32, overlap=8, precision="bf16", cast_weights=True))
+    assert {p.dtype for p in cast.tiler.model.parameters()} == {torch.bfloat16}  # two convs: all cast
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    a, b = auto.restore(x)["plain"], cast.restore(x)["plain"]
+    assert (a - b).abs().max() <= 1e-2  # the same bf16 weights; only ops outside autocast's lists may differ
+    fp32 = TTAConfig(tile=32, overlap=8, precision="fp32")
+    assert Restorer(model, dataclasses.replace(fp32, cast_weights=True)).tiler.model is model
+    assert torch.equal(
+        Restorer(model, fp32).restore(x)["plain"],
+        Restorer(model, dataclasses.replace(fp32, cast_weights=True)).restore(x)["plain"],
+    )
+
+
+def test_compile_routes_every_forward_through_the_compiled_model(monkeypatch):
+    """tta.compile wraps the model once in torch.compile (here a recording stand-in, so the test needs no C++
+    compiler) and every patch goes through it; the result equals the eager one."""
+    calls = []
+
+    def fake_compile(net):
+        def compiled(x):
+            calls.append(tuple(x.shape))
+            return net(x)
+
+        compiled.parameters = net.parameters  # the Tiler finds the device through the parameters
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = prepare_model(two_conv_net(), "cpu", channels_last=True)
+    x = image(40, 56)
+    tta = TTAConfig(tile=32, overlap=8, precision="fp32", batch=4)
+    eager = Restorer(model, tta).restore(x, ("plain", "x8"))
+    compiled = Restorer(model, dataclasses.replace(tta, compile=True)).restore(x, ("plain", "x8"))
+    assert calls and sum(n for n, *_ in calls) == len(Restorer(model, tta).plan(40, 56, ("x8",))["tiles"]) * 8
+    for mode in ("plain", "x8"):
+        assert torch.equal(eager[mode], compiled[mode])

@@ -36,7 +36,7 @@ TINY_MODEL = {
     "warmup_steps": 2,
     "grad_clip": 0.0,
     "identity_init": True,
-    "mixed_precision": "no",  # fp32: bit-reproducible resume
+    "mixed_precision": "fp32",  # bit-reproducible resume
     "val_every": 6,
     "val_tile": 64,
     "save_every": 3,
@@ -410,7 +410,7 @@ def test_train_record_round_trips_with_today_s_keys_in_order(tmp_path):
         "final_gain_db": 1.5, "best_psnr": 26.6, "best_ssim": 0.81, "best_step": 6, "wall_time_s": 1.2,
         "wall_time_this_run_s": 1.2, "cpu": "cpu x", "threads": 1, "torch": "2", "data_fingerprint": "abc",
         "init_from": None, "resumed_from_step": 0, "processes": 1, "per_process_batch": 2, "accumulation": 1,
-        "global_batch": 2, "device": "cpu", "mixed_precision": "no", "rank_weight_hashes": ("h",), "export": "final",
+        "global_batch": 2, "device": "cpu", "mixed_precision": "fp32", "rank_weight_hashes": ("h",), "export": "final",
     }  # fmt: skip
     record = TrainRecord(**values)
     path = tmp_path / "m.json"

@@ -15,7 +15,7 @@ from pipeline.train.checkpoints import export_weights
 from pipeline.train.fingerprint import config_fingerprint, data_fingerprint, run_fingerprint, training_code
 from pipeline.train.loop import NonFiniteLossError, train_model, validate
 from pipeline.train.records import TrainRecord, cpu_model, read_live_curve, read_train_record, write_train_record
-from pipeline.train.run import LoopState, TrainOutputs, build_model, mixed_precision_for
+from pipeline.train.run import LoopState, TrainOutputs, build_model, training_dtype
 from pipeline.train.sampler import StepSamples
 
 __all__ = [
@@ -31,13 +31,13 @@ __all__ = [
     "cpu_model",
     "data_fingerprint",
     "export_weights",
-    "mixed_precision_for",
     "plan_batch",
     "read_live_curve",
     "read_train_record",
     "run_fingerprint",
     "train_model",
     "training_code",
+    "training_dtype",
     "validate",
     "write_train_record",
 ]

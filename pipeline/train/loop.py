@@ -239,7 +239,7 @@ def _finalize(run: Run, provenance: bool) -> TrainRecord | None:
             accumulation=run.batch.accumulation,
             global_batch=run.batch.global_batch,
             device=str(acc.device),
-            mixed_precision=acc.mixed_precision,
+            mixed_precision=run.precision,
             rank_weight_hashes=tuple(hashes),
             export=how,
             provenance=Provenance(dataclasses.asdict(cfg), git_commit(), val_curve(curve)) if provenance else None,

@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader
 from pipeline.batching import BatchPlan, plan_batch
 from pipeline.config import ModelTrainConfig, PathsConfig
 from pipeline.data.dataset import PairedPatchDataset, ValFrames
-from pipeline.device import cpu_has_native_bf16
+from pipeline.device import accelerate_precision, precision_name, resolve_precision
 from pipeline.layout import BASE, Layout
 from pipeline.models import count_macs, count_params, create_model, identity_init, load_weights
 from pipeline.train.fingerprint import run_fingerprint
 from pipeline.train.sampler import StepSamples
 
-__all__ = ["LoopState", "Run", "TrainOutputs", "build_model", "build_run", "mixed_precision_for"]
+__all__ = ["LoopState", "Run", "TrainOutputs", "build_model", "build_run", "training_dtype"]
 
 
 @dataclass(frozen=True)
@@ -100,14 +100,11 @@ class LoopState:
         self._clock = now
 
 
-def mixed_precision_for(setting: str, use_cpu: bool) -> str:
-    """Map the params value to accelerate's: 'auto' is bf16 on a CPU with native bf16 (else 'no': fp32) and on
-    bf16-capable CUDA, else fp16."""
-    if setting != "auto":
-        return setting
-    if use_cpu or not torch.cuda.is_available():
-        return "bf16" if cpu_has_native_bf16() else "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+def training_dtype(setting: str, use_cpu: bool) -> torch.dtype | None:
+    """The autocast dtype (None: float32) of a params precision on the training device, resolved as inference
+    resolves it (:func:`pipeline.device.resolve_precision`): 'auto' is bf16 on a CPU with native bf16 (else fp32) and
+    on bf16-capable CUDA, else fp16; fp16 on a CPU is a one-line :class:`~pipeline.device.DeviceError`."""
+    return resolve_precision(setting, "cpu" if use_cpu or not torch.cuda.is_available() else "cuda")
 
 
 def build_model(cfg: ModelTrainConfig) -> torch.nn.Module:
@@ -146,14 +143,16 @@ class Run:
     macs_256: float
     data_dir: Path
     state: LoopState
+    precision: str  # what the steps autocast to, in the project's vocabulary (bf16, fp16, fp32)
 
 
 def build_run(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOutputs, use_cpu: bool) -> Run:
     """Accelerator, batch plan, model (checked against ``init_from`` before anything is written), data, optimiser."""
     batch = plan_batch(cfg.global_batch, PartialState(cpu=use_cpu).num_processes, cfg.max_batch_per_process)
+    dtype = training_dtype(cfg.mixed_precision, use_cpu)
     accelerator = Accelerator(
         cpu=use_cpu,
-        mixed_precision=mixed_precision_for(cfg.mixed_precision, use_cpu),
+        mixed_precision=accelerate_precision(dtype),
         gradient_accumulation_steps=batch.accumulation,
         dataloader_config=DataLoaderConfiguration(split_batches=False),
         log_with="dvclive",
@@ -211,4 +210,5 @@ def build_run(name: str, cfg: ModelTrainConfig, paths: PathsConfig, out: TrainOu
         macs_256=macs_256,
         data_dir=data_dir,
         state=loop_state,
+        precision=precision_name(dtype),
     )
