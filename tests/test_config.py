@@ -305,7 +305,15 @@ def test_the_base_is_scored_in_the_plain_mode_with_only_the_tta_keys_that_mode_r
     assert dvc["evaluate_base"]["cmd"] == "python stages/evaluate.py --base"
     assert BASE_MODE == "plain" and BASE == "base"
     # Crops, the ladder and the submit mode do not change a plain prediction: editing them never reruns the base.
-    tta_keys = ["tta.tile", "tta.overlap", "tta.tiling", "tta.batch", "tta.precision"]
+    tta_keys = [
+        "tta.tile",
+        "tta.overlap",
+        "tta.tiling",
+        "tta.batch",
+        "tta.precision",
+        "tta.cast_weights",
+        "tta.compile",
+    ]
     assert dvc["infer_base"]["params"] == [*tta_keys, "launch"]
     assert "params" not in dvc["evaluate_base"]
     # Layout names the files the frozen pretrain stage writes.
