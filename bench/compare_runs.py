@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.leaderboard.merge import _flatten as _flat  # dotted keys, lists as JSON text
+
 TIMING = ("second", "wall_time", "git_commit", "cpu", "threads", "torch", "pareto")
 BYTES = (
     "models/*.safetensors",
@@ -37,15 +39,6 @@ def _sha(path: Path) -> str:
 
 def _timing(key: str) -> bool:
     return any(t in key.lower() for t in TIMING)
-
-
-def _flat(obj, prefix: str = "") -> dict:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
 
 
 def _zip_members(path: Path) -> dict[str, bytes]:
