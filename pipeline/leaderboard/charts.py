@@ -39,7 +39,8 @@ def plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
             ax.text(i, top + pad * 0.08, note, ha="center", va="bottom", fontsize=8)
         top = max(hi, float((ladder["psnr"].shift(1) + ladder["ci_high"]).max(skipna=True) or hi)) if has_ci else hi
         bottom = min(lo, float((ladder["psnr"].shift(1) + ladder["ci_low"]).min(skipna=True) or lo)) if has_ci else lo
-        ax.set_ylim(bottom - pad, top + 3 * pad)
+        # Headroom for the up-to-four-line notes above the highest bar or interval (a third of the span).
+        ax.set_ylim(bottom - pad, top + 3 * pad + 0.35 * (top - bottom))
         ax.set_xticks(x, ladder["step"], rotation=10, fontsize=9)
         cells = [
             [
@@ -56,7 +57,8 @@ def plot_ladder(ladder: pd.DataFrame, path: Path) -> None:
             for _, r in ladder.iterrows()
         ]
         labels = ["Method", "PSNR", "SSIM", "step dB", "step 95% CI", "total dB", "s / frame"]
-        table = tab.table(cells, colLabels=labels, loc="center")
+        widths = [0.2, 0.1, 0.1, 0.1, 0.22, 0.1, 0.1]  # the interval column holds "[-0.770, +0.618] n.s."
+        table = tab.table(cells, colLabels=labels, colWidths=widths, loc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
     ax.set_ylabel("PSNR (dB), val-300")
