@@ -155,7 +155,7 @@ class SynthConfig:
     test_sequences: int = 16  # 0 renders no test/ (the development phase: package.split val300)
     frames_per_sequence: int = 20
     train_photos: tuple[str, ...] = _POOL_TRAIN  # pool photos the photo training sequences film
-    leaves_fraction: float = 0.5  # share of training sequences filming textured dead leaves (the rest: train_photos)
+    leaves_fraction: float = 0.0  # share of training sequences filming textured dead leaves (the rest: train_photos)
     val_photos: tuple[str, ...] = (
         *WHEEL_PHOTOS,
         *(n for n in ("dragonfly", "kleiber", "life", "wine", "brushes", "bridge") if n in POOL_SPLITS),

@@ -21,6 +21,7 @@ TINY = SynthConfig(
     test_sequences=1,
     frames_per_sequence=10,
     subframes=5,
+    leaves_fraction=0.5,  # one photo and one leaves training sequence, so both paths render
 )
 
 
@@ -69,14 +70,15 @@ def test_default_manifest_is_pinned():
     change that alters the default set without bumping ``SYNTH_VERSION`` or a default fails here. Rendered bytes are
     not pinned: OpenCV's cubic warp differs in the last bits between CPUs (AVX2 vs AVX-512 kernels; measured:
     val-300 input PSNR 26.36785787867 dB on an AMD Zen 3, 26.36785806566 dB on an Intel Xeon), so a frame hash would
-    fail on another machine. Updated for SYNTH_VERSION 4 (magnified training sequences, ``train_magnify_max``)."""
+    fail on another machine. Updated for SYNTH_VERSION 4 (magnified training sequences, ``train_magnify_max``) and
+    for the photos-only default (``leaves_fraction`` 0)."""
     import hashlib
     import json
 
     from pipeline.data.synth import _manifest
 
     manifest = json.dumps(_manifest(SynthConfig()), indent=2) + "\n"  # as write_json writes it
-    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "7d4d6f0eb11930e7"
+    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "10e2c3c98d098439"
 
 
 def test_blur_comes_from_motion():
@@ -172,7 +174,7 @@ def test_default_embedded_set_is_held_out_and_large_enough():
     assert set(sources["test"].values()) == set(cfg.test_photos)
     assert {"astronaut", "coffee", "chelsea", "rocket", "grace_hopper"} <= set(cfg.val_photos)  # comparable to before
     train = list(sources["train"].values())
-    assert set(train) == {DEAD_LEAVES, *cfg.train_photos}
+    assert set(train) == ({DEAD_LEAVES} if cfg.leaves_fraction else set()) | set(cfg.train_photos)
     assert train.count(DEAD_LEAVES) == round(cfg.leaves_fraction * cfg.train_sequences)
     # By name, by pixel hash and by the pool's file hash: no photo in two splits.
     per_split = {split: set(seqs.values()) - {DEAD_LEAVES} for split, seqs in sources.items()}
