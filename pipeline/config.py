@@ -150,7 +150,7 @@ class SynthConfig:
     seed: int = 0
     height: int = 192
     width: int = 320
-    train_sequences: int = 60
+    train_sequences: int = 120
     val_sequences: int = 33
     test_sequences: int = 16  # 0 renders no test/ (the development phase: package.split val300)
     frames_per_sequence: int = 20
@@ -168,6 +168,8 @@ class SynthConfig:
     max_zoom: float = 0.03  # peak relative zoom change per frame interval
     train_magnify_max: float = 2.0  # training sequences film their scene magnified by m ~ log-uniform [1, this]:
     # soft (interpolated) sharp frames as well as pixel-sharp ones, as REDS's own ground truth; val/test: never
+    train_minify_max: float = 2.0  # and minified by up to this (area-downscaled first, so still sharp and alias-free):
+    # m ~ log-uniform [1/this, train_magnify_max], denser fine texture per pixel; 1 = off; val/test: never
     gamma: float = 2.2
     jpeg_quality: int = 60
     # What the input frame shows (pipeline.data.degrade): deblur_jpeg (REDS Track 2: blur + JPEG), deblur (GoPro-like:
@@ -226,6 +228,7 @@ class SynthConfig:
         _require(1 <= self.jpeg_quality <= 100, at, "jpeg_quality", self.jpeg_quality, "in 1..100")
         _require(self.gamma > 0, at, "gamma", self.gamma, "> 0")
         _require(1.0 <= self.train_magnify_max <= 4.0, at, "train_magnify_max", self.train_magnify_max, "in [1, 4]")
+        _require(1.0 <= self.train_minify_max <= 4.0, at, "train_minify_max", self.train_minify_max, "in [1, 4]")
         _require(0.0 <= self.leaves_fraction <= 1.0, at, "leaves_fraction", self.leaves_fraction, "in [0, 1]")
         for name in ("train_photos", "val_photos", "test_photos"):
             photos = getattr(self, name)

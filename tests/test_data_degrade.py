@@ -186,7 +186,7 @@ def test_every_new_synth_field_belongs_to_a_task():
     before_tasks = {"seed", "height", "width", "train_sequences", "val_sequences", "test_sequences",
                     "frames_per_sequence", "train_photos", "leaves_fraction", "val_photos", "test_photos",
                     "leaves_rmin", "subframes", "max_translation", "max_rotation_deg", "max_zoom", "gamma",
-                    "jpeg_quality", "train_magnify_max"}  # fmt: skip
+                    "jpeg_quality", "train_magnify_max", "train_minify_max"}  # fmt: skip
     placed = {f for fields in TASK_FIELDS.values() for f in fields}
     assert {f.name for f in dataclasses.fields(SynthConfig)} == before_tasks | placed
     assert set(TASK_FIELDS) == set(TASKS) and not placed & before_tasks

@@ -70,7 +70,7 @@ __all__ = [
     "synthesize_reds",
 ]
 
-SYNTH_VERSION = 4  # bump when the rendering changes, so a stored tree with the same config is rebuilt
+SYNTH_VERSION = 5  # bump when the rendering changes, so a stored tree with the same config is rebuilt
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _HARMONICS = 3  # sinusoids summed per motion parameter: smooth, non-periodic-looking trajectories
 
@@ -153,16 +153,30 @@ class _Trajectory:
         return float(np.sum(np.abs(self.amp)))
 
 
-def _sequence_camera(cfg: SynthConfig, rng: np.random.Generator, photo_shape: tuple[int, int], split: str):
-    """Draw one sequence's camera: base scale and centre in the photo plus smooth motion trajectories.
+def _train_zoom(cfg: SynthConfig, rng: np.random.Generator, split: str) -> float:
+    """A training sequence's zoom on its scene, m ~ log-uniform [1 / ``train_minify_max``, ``train_magnify_max``]; val
+    and test sequences film at m = 1 and draw nothing, so their frames do not depend on either key.
 
-    Training sequences (only: val/test draw nothing more, so their frames do not depend on it) film their scene
-    magnified by ``m`` ~ log-uniform [1, ``train_magnify_max``]: some sharp frames are then interpolated, soft at pixel
-    level like real video ground truth, so the network learns to leave soft content soft instead of painting edges.
-    """
-    magnify = 1.0
-    if split == "train" and cfg.train_magnify_max > 1.0:
-        magnify = math.exp(rng.uniform(0.0, math.log(cfg.train_magnify_max)))
+    m > 1 magnifies: some sharp frames are then interpolated, soft at pixel level like real video ground truth, so the
+    network learns to leave soft content soft instead of painting edges. m < 1 minifies (the scene is area-downscaled
+    first, so it stays sharp and alias-free): denser fine texture per pixel than the photo holds at its own scale."""
+    if split != "train" or (cfg.train_magnify_max == 1.0 and cfg.train_minify_max == 1.0):
+        return 1.0
+    return math.exp(rng.uniform(-math.log(cfg.train_minify_max), math.log(cfg.train_magnify_max)))
+
+
+def _minified(photo: np.ndarray, zoom: float) -> np.ndarray:
+    """The scene area-downscaled by ``zoom`` < 1 (unchanged for zoom >= 1)."""
+    if zoom >= 1.0:
+        return photo
+    h, w = photo.shape[:2]
+    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    return np.ascontiguousarray(cv2.resize(photo, size, interpolation=cv2.INTER_AREA))
+
+
+def _sequence_camera(cfg: SynthConfig, rng: np.random.Generator, photo_shape: tuple[int, int], magnify: float):
+    """Draw one sequence's camera: base scale and centre in the photo (filmed magnified by ``magnify`` >= 1) plus
+    smooth motion trajectories."""
     strength = rng.uniform(0.7, 1.0)  # per-sequence motion strength, so blur varies between sequences
     tx = _Trajectory(rng, cfg.max_translation * strength)
     ty = _Trajectory(rng, cfg.max_translation * strength)
@@ -246,8 +260,10 @@ def render_sequence(cfg: SynthConfig, split: str, seq: int) -> list[tuple[np.nda
     photo = _scene(cfg, split, seq)
     if rng.random() < 0.5:
         photo = photo[:, ::-1]
+    zoom = _train_zoom(cfg, rng, split)
+    photo = _minified(photo, zoom)
     linear = np.power(photo.astype(np.float32) / 255.0, cfg.gamma)
-    scale, center, motion = _sequence_camera(cfg, rng, photo.shape[:2], split)
+    scale, center, motion = _sequence_camera(cfg, rng, photo.shape[:2], max(1.0, zoom))
     t0 = rng.uniform(0.0, 100.0)
     n = cfg.subframes
     frames = []
