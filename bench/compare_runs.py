@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.leaderboard.merge import _flatten as _flat  # dotted keys, lists as JSON text
+from pipeline.leaderboard.experiments import flatten as _flat  # dotted keys, lists as JSON text
 
 TIMING = ("second", "wall_time", "git_commit", "cpu", "threads", "torch", "pareto")
 BYTES = (

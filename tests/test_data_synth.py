@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -71,14 +72,15 @@ def test_default_manifest_is_pinned():
     not pinned: OpenCV's cubic warp differs in the last bits between CPUs (AVX2 vs AVX-512 kernels; measured:
     val-300 input PSNR 26.36785787867 dB on an AMD Zen 3, 26.36785806566 dB on an Intel Xeon), so a frame hash would
     fail on another machine. Updated for SYNTH_VERSION 4 (magnified training sequences, ``train_magnify_max``) and
-    for the photos-only default (``leaves_fraction`` 0)."""
+    for the photos-only default (``leaves_fraction`` 0), and for SYNTH_VERSION 5 (``train_minify_max``, 120 training
+    sequences)."""
     import hashlib
     import json
 
     from pipeline.data.synth import _manifest
 
     manifest = json.dumps(_manifest(SynthConfig()), indent=2) + "\n"  # as write_json writes it
-    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "10e2c3c98d098439"
+    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "e870e5d524fc55b7"
 
 
 def test_blur_comes_from_motion():
@@ -98,20 +100,41 @@ def _gradient_energy(img: np.ndarray) -> float:
     return float(np.mean(np.diff(g, axis=0) ** 2) + np.mean(np.diff(g, axis=1) ** 2))
 
 
-def test_training_magnification_softens_train_frames_only():
+def test_training_zoom_changes_train_frames_only():
+    """Magnified training frames are softer, minified ones denser (more gradient energy); val and test frames do not
+    depend on either key, byte for byte."""
     still = dataclasses.replace(TINY, max_translation=0.0, max_rotation_deg=0.0, max_zoom=0.0, frames_per_sequence=2)
-    flat = dataclasses.replace(still, train_magnify_max=1.0)
-    magnified = dataclasses.replace(still, train_magnify_max=4.0)
+    flat = dataclasses.replace(still, train_magnify_max=1.0, train_minify_max=1.0)
+    magnified = dataclasses.replace(flat, train_magnify_max=4.0)
+    minified = dataclasses.replace(flat, train_minify_max=4.0)
     for split in ("val", "test"):  # held-out frames do not depend on it, byte for byte
-        for (b1, s1), (b2, s2) in zip(
-            render_sequence(flat, split, 0), render_sequence(magnified, split, 0), strict=True
-        ):
-            assert np.array_equal(b1, b2) and np.array_equal(s1, s2)
-    # Training sequence 0 films a photo: magnified, its sharp frame is interpolated, so it has less gradient energy.
+        for zoomed in (magnified, minified):
+            for (b1, s1), (b2, s2) in zip(
+                render_sequence(flat, split, 0), render_sequence(zoomed, split, 0), strict=True
+            ):
+                assert np.array_equal(b1, b2) and np.array_equal(s1, s2)
+    # Training sequence 0 films a photo: magnified, its sharp frame is interpolated, so it has less gradient energy;
+    # minified (area-downscaled), the same field of view holds more of the photo, so it has more.
     photo_seq = next(k for k in range(4) if not _leaves(flat, k))
-    sharp_flat = render_sequence(flat, "train", photo_seq)[0][1]
-    sharp_mag = render_sequence(magnified, "train", photo_seq)[0][1]
-    assert _gradient_energy(sharp_mag) < 0.8 * _gradient_energy(sharp_flat)
+    energy = {
+        name: _gradient_energy(render_sequence(cfg, "train", photo_seq)[0][1])
+        for name, cfg in (("flat", flat), ("magnified", magnified), ("minified", minified))
+    }
+    assert energy["magnified"] < 0.8 * energy["flat"] < 0.8 * energy["minified"]
+
+
+def test_training_zoom_draw_keeps_the_magnify_only_stream():
+    """With minification off, a training sequence draws its zoom exactly as the magnify-only renderer did (the
+    same generator call), so the key's default 1 reproduces those frames."""
+    from pipeline.data.synth import _train_zoom
+
+    cfg = dataclasses.replace(TINY, train_magnify_max=2.0, train_minify_max=1.0)
+    zoom = _train_zoom(cfg, np.random.default_rng(7), "train")
+    assert zoom == math.exp(np.random.default_rng(7).uniform(0.0, math.log(2.0)))
+    assert _train_zoom(cfg, np.random.default_rng(7), "val") == 1.0
+    both = dataclasses.replace(cfg, train_minify_max=2.0)
+    draws = [_train_zoom(both, np.random.default_rng(k), "train") for k in range(200)]
+    assert 0.5 <= min(draws) < 0.6 and 1.8 < max(draws) <= 2.0
 
 
 def _leaves(cfg: SynthConfig, seq: int) -> bool:
@@ -239,6 +262,7 @@ def test_dead_leaves_statistics():
         ({"val_photos": ("lena",)}, "unknown photo"),
         ({"test_photos": ()}, r"test_photos: got \[\], must be at least one of"),
         ({"train_magnify_max": 0.5}, r"train_magnify_max: got 0.5, must be in \[1, 4\]"),
+        ({"train_minify_max": 0.5}, r"train_minify_max: got 0.5, must be in \[1, 4\]"),
     ],
 )
 def test_bad_config(tmp_path: Path, change: dict, message: str):

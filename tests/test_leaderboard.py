@@ -390,3 +390,39 @@ def test_ladder_chart_draws_an_interval_that_excludes_the_rows_psnr(tmp_path):
     path = tmp_path / "ladder.png"
     plot_ladder(ladder, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grid_pairs_each_experiments_crops_step_and_its_ensemble_against_the_baseline(tmp_path):
+    """The TTA grid reads every experiment's per-frame tables at its revision (a stand-in reader here) and pairs
+    x8 -> x8+crops per member inside the experiment, the ensemble against the baseline's; an experiment whose ladder
+    has no x8+crops gets no member step."""
+    from pipeline.leaderboard.grid import GRID_COLUMNS, grid_steps, plot_grid
+
+    names = [f"{s:03d}_{f:08d}" for s in range(4) for f in (9, 19)]
+    shift = {"edf8671": 0.0, "1a80ae5": 0.25, "3930840": -0.5, "e25b5e0": 0.125}  # per revision, crops step of a
+    reads = []
+
+    def read(rev: str, path: str) -> pd.DataFrame:
+        reads.append((rev[:7], path))
+        base = np.arange(len(names), dtype=float) + 20.0
+        if path.endswith("a/x8+crops.csv"):
+            base = base + shift[rev[:7]]
+        if path.endswith("ensemble/ensemble.csv"):
+            base = base + 2 * shift[rev[:7]]
+        return pd.DataFrame({"name": names, "psnr": base})
+
+    steps = grid_steps(json.loads(SAMPLE.read_text()), read)
+    assert list(steps.columns) == GRID_COLUMNS
+    by = steps.set_index(["experiment", "model"])
+    assert by.loc[("master", "a"), "gain_db"] == 0.0 and by.loc[("master", "b"), "gain_db"] == 0.0
+    assert by.loc[("fitted", "a"), "gain_db"] == pytest.approx(0.25)
+    assert by.loc[("crops16", "a"), ["ci_low", "ci_high"]].tolist() == [pytest.approx(-0.5)] * 2  # all alike
+    assert bool(by.loc[("crops16", "a"), "significant"]) and by.loc[("crops16", "a"), "clusters"] == 4
+    assert by.loc[("crops16", "ensemble"), "gain_db"] == pytest.approx(-1.0)  # against master's ensemble
+    assert by.loc[("master", "ensemble"), "gain_db"] == 0.0
+    assert ("noladdercrops", "a") not in by.index and ("noladdercrops", "ensemble") in by.index
+    assert by.loc[("crops16", "a"), ["crops_n", "crops_size"]].tolist() == [16, 32]
+    assert by.loc[("master", "a"), "seconds_per_frame"] > 0
+    assert ("e25b5e0", "outputs/eval/a/x8+crops.csv") not in reads
+    plot_grid(steps, tmp_path / "grid.png")
+    assert cv2.imread(str(tmp_path / "grid.png")) is not None

@@ -15,41 +15,12 @@ import pandas as pd
 
 from pipeline.cli import reports_user_errors
 from pipeline.fileio import atomic_path
+from pipeline.leaderboard.experiments import exp_records, flatten
+from pipeline.leaderboard.grid import dvc_reader, grid_steps, plot_grid
 from pipeline.leaderboard.table import LeaderboardError
 from pipeline.records import task_label
 
 __all__ = ["main", "merge_experiments", "pivot_psnr"]
-
-
-def _flatten(obj, prefix: str = "") -> dict:
-    """Flatten nested dicts to dotted keys; lists become JSON text so they compare and display as one value."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    if isinstance(obj, list):
-        return {prefix[:-1]: json.dumps(obj)}
-    return {prefix[:-1]: obj}
-
-
-def _records(exp_show) -> list[dict]:
-    """Flatten ``dvc exp show --json`` (DVC 3.x: a list of workspace/baseline records with nested experiments)."""
-    if isinstance(exp_show, dict):
-        exp_show = [exp_show]
-    if not isinstance(exp_show, list):
-        raise LeaderboardError("dvc exp show --json: expected a list of records")
-    out = []
-    for top in exp_show:
-        if not isinstance(top, dict) or "rev" not in top:
-            raise LeaderboardError(f"dvc exp show --json: unexpected record {str(top)[:80]!r}")
-        baseline = top.get("name") or top["rev"][:7]
-        kind = "workspace" if top["rev"] == "workspace" else "baseline"
-        out.append({"record": top, "baseline": baseline, "kind": kind})
-        for group in top.get("experiments") or []:
-            for rec in group.get("revs") or []:
-                out.append({"record": rec, "baseline": baseline, "kind": "experiment", "group": group.get("name")})
-    return out
 
 
 def _metric_rows(metrics: dict) -> list[dict]:
@@ -100,12 +71,12 @@ def merge_experiments(exp_show_json: list | dict) -> pd.DataFrame:
     workspace is left out when it merely repeats a committed baseline or experiment.
     """
     records = []
-    for item in _records(exp_show_json):
+    for item in exp_records(exp_show_json):
         rec = item["record"]
         data = rec.get("data") or {}
         params = {}
         for file, payload in (data.get("params") or {}).items():
-            flat = _flatten((payload or {}).get("data") or {})
+            flat = flatten((payload or {}).get("data") or {})
             params.update(flat if file == "params.yaml" else {f"{file}:{k}": v for k, v in flat.items()})
         rows = _metric_rows(data.get("metrics") or {})
         name = "workspace" if rec.get("rev") == "workspace" else rec.get("name") or item.get("group")
@@ -155,13 +126,20 @@ def pivot_psnr(merged: pd.DataFrame) -> pd.DataFrame:
 
 @reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``merge [--json FILE] [--out FILE.csv]`` prints the cross-experiment table (and writes it as CSV)."""
+    """CLI: ``merge [--json FILE] [--out FILE.csv]`` prints the cross-experiment table (and writes it as CSV);
+    ``grid [--json FILE] [--out FILE.csv] [--chart FILE.png]`` the TTA grid's paired steps (:mod:`.grid`)."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.leaderboard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     merge = sub.add_parser("merge", help="merge the leaderboards of all DVC experiments into one table")
     merge.add_argument("--json", type=Path, help="read this saved `dvc exp show --json` output instead of running dvc")
     merge.add_argument("--out", type=Path, help="also write the table to this CSV file")
     merge.add_argument("--wide", action="store_true", help="print PSNR as one row per experiment, one column per entry")
+    grid = sub.add_parser("grid", help="each experiment's crops step per member and its ensemble, paired, with cost")
+    grid.add_argument("--json", type=Path, help="read this saved `dvc exp show --json` output instead of running dvc")
+    grid.add_argument("--out", type=Path, help="also write the steps to this CSV file")
+    grid.add_argument("--chart", type=Path, help="also draw gain against cost to this PNG file")
+    grid.add_argument("--before", default="x8", help="the mode the step starts from (default x8)")
+    grid.add_argument("--after", default="x8+crops", help="the mode the step ends at (default x8+crops)")
     args = parser.parse_args(argv)
 
     if args.json:
@@ -177,6 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"`dvc exp show --json` failed:\n{proc.stderr.strip()}", file=sys.stderr)
             return 1
         raw = json.loads(proc.stdout)
+    if args.command == "grid":
+        steps = grid_steps(raw, dvc_reader("."), before=args.before, after=args.after)
+        print(steps.to_markdown(index=False, floatfmt="+.3f"))
+        if args.out:
+            with atomic_path(args.out) as tmp:
+                steps.to_csv(tmp, index=False)
+        if args.chart:
+            plot_grid(steps, args.chart)
+        return 0
     df = merge_experiments(raw)
     if df.empty:
         print("no experiment has leaderboard metrics yet", file=sys.stderr)
