@@ -151,14 +151,14 @@ class SynthConfig:
     height: int = 192
     width: int = 320
     train_sequences: int = 120
-    val_sequences: int = 33
-    test_sequences: int = 16  # 0 renders no test/ (the development phase: package.split val300)
+    val_sequences: int = 30
+    test_sequences: int = 15  # 0 renders no test/ (the development phase: package.split val300)
     frames_per_sequence: int = 20
     train_photos: tuple[str, ...] = _POOL_TRAIN  # pool photos the photo training sequences film
     leaves_fraction: float = 0.0  # share of training sequences filming textured dead leaves (the rest: train_photos)
     val_photos: tuple[str, ...] = (
         *WHEEL_PHOTOS,
-        *(n for n in ("dragonfly", "kleiber", "life", "wine", "brushes", "bridge") if n in POOL_SPLITS),
+        *(n for n in ("kleiber", "life", "wine", "bridge", "path") if n in POOL_SPLITS),
     )
     test_photos: tuple[str, ...] = tuple(n for n, s in POOL_SPLITS.items() if s == "test")
     leaves_rmin: float = 2.0  # smallest dead-leaves radius, frame pixels (largest: a third of the frame height)
