@@ -33,6 +33,21 @@ def test_sharp_content_passes_and_blurred_content_fails(sharp: np.ndarray):
     assert not s.any() and not k.any()
 
 
+def test_fine_noise_does_not_hide_defocus(sharp: np.ndarray):
+    """Grain on a defocused region adds energy at the finest octave only: pool v1's one-ratio rule (full resolution
+    over one octave down) passed every block of this, the two-octave rule passes too few for any window."""
+    from pipeline.data.pool import SHARP_RATIO, STRUCTURE, _luma, _octave_laplacian
+
+    grain = np.random.default_rng(0).normal(0.0, 4.0, sharp.shape)
+    soft = np.clip(cv2.GaussianBlur(sharp, (0, 0), 2.0) + grain, 0, 255).astype(np.uint8)
+    y = _luma(soft)
+    fine, coarse = _octave_laplacian(y, 0, pool.BLOCK), _octave_laplacian(y, 1, pool.BLOCK)
+    assert ((coarse > STRUCTURE) & (fine >= SHARP_RATIO * coarse)).all()  # v1's rule: all sharp
+    structured, is_sharp = block_sharpness(soft)
+    assert structured.all() and is_sharp.sum() < 0.1 * structured.size
+    assert select_window(soft) is None
+
+
 def test_window_lands_on_the_in_focus_part(sharp: np.ndarray):
     img = np.concatenate([sharp, cv2.GaussianBlur(sharp, (0, 0), 2.0)], axis=1)  # 384 x 1280: right half defocused
     assert best_window(img, (384, 640)) == (0, 0, 640, 384)
@@ -46,7 +61,7 @@ def test_window_lands_on_the_in_focus_part(sharp: np.ndarray):
 def test_committed_pool_matches_its_record():
     photos = load_pool()
     record = json.loads((pool.POOL_DIR / "sources.json").read_text())
-    assert len(photos) == len(record["images"]) == 25
+    assert len(photos) == len(record["images"]) == 19
     assert {p.split for p in photos.values()} == {"train", "val", "test"}
     total = sum(p.path.stat().st_size for p in photos.values())
     assert total < 40 * 2**20
@@ -82,7 +97,7 @@ def test_bad_pool_is_named(tmp_path: Path):
     with pytest.raises(PoolError, match=r"fig\.png: pool image listed in sources\.json is missing"):
         load_pool(root)
     root = _copy_pool(tmp_path / "c")
-    _edit_record(root, lambda r: r["images"][3].update(licence=""))
+    _edit_record(root, lambda r: next(e for e in r["images"] if e["name"] == "wine").update(licence=""))
     with pytest.raises(PoolError, match=r"sources\.json: entry 'wine' has no licence"):
         load_pool(root)
     (root / "sources.json").write_text("{")
@@ -110,6 +125,6 @@ def test_prepare_stops_on_a_bad_pool_and_keeps_the_previous_outputs(tmp_path: Pa
     assert res.returncode == 1, res.stderr
     assert res.stderr.strip().splitlines() == [
         f"error: {root / 'kite.png'}: sha256 {pool._sha256(root / 'kite.png')[:16]}... does not match sources.json "
-        f"({json.loads((root / 'sources.json').read_text())['images'][21]['sha256']})"
+        f"({load_pool()['kite'].sha256})"
     ]
     assert (work / "data/prepared/keep.txt").read_text() == "previous outputs"

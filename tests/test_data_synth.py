@@ -73,14 +73,14 @@ def test_default_manifest_is_pinned():
     val-300 input PSNR 26.36785787867 dB on an AMD Zen 3, 26.36785806566 dB on an Intel Xeon), so a frame hash would
     fail on another machine. Updated for SYNTH_VERSION 4 (magnified training sequences, ``train_magnify_max``) and
     for the photos-only default (``leaves_fraction`` 0), and for SYNTH_VERSION 5 (``train_minify_max``, 120 training
-    sequences)."""
+    sequences), and for pool v2 (the two-octave sharpness rule)."""
     import hashlib
     import json
 
     from pipeline.data.synth import _manifest
 
     manifest = json.dumps(_manifest(SynthConfig()), indent=2) + "\n"  # as write_json writes it
-    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "e870e5d524fc55b7"
+    assert hashlib.sha256(manifest.encode()).hexdigest()[:16] == "385a1098282574f4"
 
 
 def test_blur_comes_from_motion():
@@ -149,7 +149,7 @@ def test_photo_list_is_color():
 
     pool = load_pool()
     assert set(PHOTOS) == {"astronaut", "coffee", "chelsea", "rocket", "grace_hopper"} | set(pool)
-    assert len(PHOTOS) == 5 + 25
+    assert len(PHOTOS) == 5 + 19
     for name in PHOTOS:
         img = _photo(name)
         assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
