@@ -23,5 +23,5 @@ for cfg in [params["pretrain"], *params["models"].values()]:
     )
 params["pretrain"]["init_from"] = ""  # the tiny base starts from scratch (the committed base v1 is another size)
 params["tta"].update(tile=64, overlap=16)
-params["tta"]["crops"].update(n=8, size=48)
+params["tta"]["crops"].update(n=8, side=48)
 yaml.safe_dump(params, open(path, "w"), sort_keys=False)

@@ -43,10 +43,10 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 
 
 def random_crops(height: int, width: int, crops: CropsConfig) -> list[Patch]:
-    """``crops.n`` crops of ``crops.size`` (clipped to the image) at seeded random positions and random transforms.
+    """``crops.n`` crops of ``crops.side`` (clipped to the image) at seeded random positions and random transforms.
 
     ``crops`` is a :class:`pipeline.config.CropsConfig`, which checked its values when it was made."""
-    ch, cw = min(crops.size, height), min(crops.size, width)
+    ch, cw = min(crops.side, height), min(crops.side, width)
     g = torch.Generator().manual_seed(crops.seed)
     ys = torch.randint(0, height - ch + 1, (crops.n,), generator=g).tolist()
     xs = torch.randint(0, width - cw + 1, (crops.n,), generator=g).tolist()

@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="directory for the restored <stem>.png files")
     parser.add_argument("--tta", default="plain", choices=TTA_MODES, help="test-time augmentation (default: plain)")
     parser.add_argument("--crops", type=int, default=CropsConfig.n, help="random crops for the crop TTA modes")
-    parser.add_argument("--crop-size", type=int, default=CropsConfig.size, help="random crop size")
+    parser.add_argument("--crop-size", type=int, default=CropsConfig.side, help="random crop side (px)")
     parser.add_argument("--crop-transforms", default=CropsConfig.transforms, choices=sorted(CROP_TRANSFORMS))
     parser.add_argument("--seed", type=int, default=CropsConfig.seed, help="seed of the random crops")
     parser.add_argument("--tile", type=int, default=256, help="tile size (bounds memory)")
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = find_inputs(args.input)
     outputs = output_paths(inputs, Path(args.output))
     device = resolve_device(args.device)
-    crops = CropsConfig(n=args.crops, size=args.crop_size, transforms=args.crop_transforms, seed=args.seed)
+    crops = CropsConfig(n=args.crops, side=args.crop_size, transforms=args.crop_transforms, seed=args.seed)
     tta = TTAConfig(
         tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision, ladder=(args.tta,),
         submit=args.tta, crops=crops,

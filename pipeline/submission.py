@@ -412,7 +412,7 @@ def describe_run(
         parts.append(f"{name}={cfg.variant}{width}{extra} ({cfg.steps} steps{init})")
     mode = tta.submit
     if "crops" in mode:
-        mode += f" (n={tta.crops.n}, {tta.crops.size}px, {tta.crops.transforms})"
+        mode += f" (n={tta.crops.n}, {tta.crops.side}px, {tta.crops.transforms})"
     if weights:
         used = ", ".join(f"{m}={w:.3g}" for m, w in weights.items())
         source = "from params" if ensemble.weights else "equal"

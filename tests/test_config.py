@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ def _params_with(tmp_path: Path, **changes) -> Path:
             {"tta__crops__n": 0, "tta__ladder": ["plain", "crops"], "tta__submit": "crops"},
             "tta.crops.n: got 0, must be >= 1 when a crop mode is used (tta.ladder ['plain', 'crops'])",
         ),
-        ({"tta__crops__size": 0}, "tta.crops.size: got 0, must be >= 1"),
+        ({"tta__crops__side": 0}, "tta.crops.side: got 0, must be >= 1"),
         ({"models__wd_s2__steps": 0}, "models.wd_s2.steps: got 0, must be >= 1"),
         ({"models__wd_s1__global_batch": -2}, "models.wd_s1.global_batch: got -2, must be >= 1"),
         (
@@ -353,3 +354,37 @@ def test_precision_has_one_vocabulary_in_every_section():
         parse(ModelTrainConfig, {"mixed_precision": "no"})
     with pytest.raises(ConfigError, match=r"precision: got 'fp64', must be one of \['auto', 'bf16', 'fp16', 'fp32'\]$"):
         parse(TTAConfig, {"precision": "fp64"})
+
+
+def _keys(obj) -> set[str]:
+    if isinstance(obj, dict):
+        return set(map(str, obj)) | {k for v in obj.values() for k in _keys(v)}
+    if isinstance(obj, list):
+        return {k for v in obj for k in _keys(v)}
+    return set()
+
+
+def test_no_params_key_is_hidden_from_dvcs_run_cache():
+    """DVC's run cache keys a stage by its deps and params with every key named ``size`` or ``nfiles`` dropped
+    (``dict_sha256(..., exclude=[size, nfiles])``), so a param of that name never invalidates it: ``dvc exp run -S
+    tta.crops.size=96`` restored the predictions of size 128. No params key may use those names, and a changed crop
+    side must change the key DVC computes."""
+    import yaml
+    from dvc.utils import dict_sha256
+    from dvc_data.hashfile.meta import Meta
+
+    root = Path(__file__).parents[1]
+    for path in [root / "params.yaml", *sorted((root / "presets").glob("*.yaml"))]:
+        clash = _keys(yaml.safe_load(path.read_text())) & {Meta.PARAM_SIZE, Meta.PARAM_NFILES}
+        assert not clash, f"{path.name}: params key(s) {clash} are invisible to DVC's run cache"
+
+    def run_cache_key(side: int) -> str:
+        tta = dataclasses.asdict(TTAConfig(crops=CropsConfig(side=side)))
+        return dict_sha256({"params": {"params.yaml": {"tta": tta}}}, exclude=[Meta.PARAM_SIZE, Meta.PARAM_NFILES])
+
+    assert run_cache_key(96) != run_cache_key(128)
+
+
+def test_the_renamed_crop_key_is_named_in_the_error():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['size'\] \(size is now side\)"):
+        parse(CropsConfig, {"n": 8, "size": 96}, "tta.crops")

@@ -161,7 +161,7 @@ def test_x8_with_asymmetric_model_equals_hand_average():
 
 def test_identity_round_trips_exactly_through_tiles_x8_and_crops():
     x = image(40, 56, n=2)
-    crops = CropsConfig(n=50, size=24, transforms="all8", seed=1)
+    crops = CropsConfig(n=50, side=24, transforms="all8", seed=1)
     for tta in ("plain", "x8", "crops", "x8+crops"):
         out = restore(Identity(), x, tile=32, overlap=8, tta=tta, crops=crops, batch=4, precision="bf16")
         assert torch.equal(out, x), tta
@@ -170,7 +170,7 @@ def test_identity_round_trips_exactly_through_tiles_x8_and_crops():
 def test_crops_and_tiles_cover_every_pixel_and_crops_contribute():
     h, w = 45, 70
     x = image(h, w)
-    crops = CropsConfig(n=30, size=20, transforms="flips", seed=2)
+    crops = CropsConfig(n=30, side=20, transforms="flips", seed=2)
     tiles_only = plan_patches(h, w, tile=32, overlap=8, tta="plain", crops=crops)
     both = plan_patches(h, w, tile=32, overlap=8, tta="crops", crops=crops)
     assert both[: len(tiles_only)] == tiles_only and len(both) == len(tiles_only) + 30
@@ -182,20 +182,20 @@ def test_crops_and_tiles_cover_every_pixel_and_crops_contribute():
 
 
 def test_random_crops_are_seeded_in_bounds_and_use_the_transform_set():
-    cfg = CropsConfig(n=200, size=32, transforms="all8", seed=7)
+    cfg = CropsConfig(n=200, side=32, transforms="all8", seed=7)
     a, b = random_crops(50, 90, cfg), random_crops(50, 90, cfg)
-    assert a == b and a != random_crops(50, 90, CropsConfig(n=200, size=32, seed=8))
+    assert a == b and a != random_crops(50, 90, CropsConfig(n=200, side=32, seed=8))
     assert all(0 <= p.y <= 18 and 0 <= p.x <= 58 and (p.h, p.w) == (32, 32) for p in a)
     assert {p.t for p in a} == set(range(8))
     assert {p.t for p in random_crops(50, 90, CropsConfig(n=100, transforms="flips"))} == {0, 2, 4, 6}
     assert {p.t for p in random_crops(50, 90, CropsConfig(n=20, transforms="identity"))} == {0}
-    small = random_crops(10, 90, CropsConfig(n=5, size=32))
+    small = random_crops(10, 90, CropsConfig(n=5, side=32))
     assert all((p.h, p.w) == (10, 32) for p in small)
 
 
 def test_crops_are_batched_per_transform():
     model = Counting()
-    crops = CropsConfig(n=37, size=16, transforms="all8", seed=0)
+    crops = CropsConfig(n=37, side=16, transforms="all8", seed=0)
     x = image(32, 48)
     restore(model, x, tile=32, overlap=8, tta="crops", crops=crops, batch=8, precision="fp32")
     per_t: dict[int, int] = {}
@@ -275,7 +275,7 @@ def test_hinet_tiny_identity_init_round_trips_and_trained_tiny_is_seamless():
     torch.manual_seed(0)
     model = identity_init(create_model("hinet-tiny")).eval()
     x = image(32, 48)
-    crops = CropsConfig(n=6, size=32, seed=0)
+    crops = CropsConfig(n=6, side=32, seed=0)
     out = restore(model, x, tile=32, overlap=16, tta="x8+crops", crops=crops, batch=4, precision="bf16")
     assert torch.equal(out, x)
     net = create_model("hinet-tiny").eval()
@@ -293,7 +293,7 @@ def test_one_pass_ladder_equals_each_mode_computed_alone():
     torch.manual_seed(0)
     model = prepare_model(create_model("hinet-tiny"), "cpu").eval()
     img = np.random.default_rng(1).integers(0, 256, (40, 72, 3), dtype=np.uint8)
-    crops = CropsConfig(n=7, size=24, transforms="all8", seed=5)
+    crops = CropsConfig(n=7, side=24, transforms="all8", seed=5)
     modes = ("plain", "x8", "crops", "x8+crops")
     for precision in ("fp32", "bf16"):
         kw = dict(tile=32, overlap=8, crops=crops, batch=3, precision=precision)
@@ -311,7 +311,7 @@ def test_one_pass_ladder_equals_each_mode_computed_alone():
 def test_one_pass_ladder_runs_each_forward_once():
     model = Counting()
     img = torch.rand(3, 40, 72)
-    crops = CropsConfig(n=5, size=24, seed=2)
+    crops = CropsConfig(n=5, side=24, seed=2)
     Restorer(model, settings(tile=32, overlap=8, crops=crops, batch=64)).restore(img, ("plain", "x8", "x8+crops"))
     tiles = len(tile_patches(40, 72, 32, 8))
     assert sum(shape[0] for shape in model.calls) == 8 * tiles + 5  # the cost of x8+crops alone

@@ -94,7 +94,7 @@ def build(root, extra_eval=(), extra_train=(), **kw):
         eval_jsons=[root / "eval/wide.json", root / "eval/slim.json", *extra_eval],
         train_jsons=[root / "train/wide.json", root / "train/slim.json", *extra_train],
         ensemble_json=root / "ensemble.json",
-        crops=CropsConfig(n=64, size=32),
+        crops=CropsConfig(n=64, side=32),
         **kw,
     )
 
@@ -115,7 +115,7 @@ def test_rows_and_columns(metrics_files):
     assert row.loc["input", "settings"] == "blurry input, 12 frames"
     assert (row.loc["input", "psnr"], row.loc["input", "ssim"], row.loc["input", "ssim3d"]) == (25.0, 0.7, 0.8)
     assert row.loc["wide/x8", "settings"] == "variant=hinet-2x-deep width=128 extra_blocks=2 steps=100 tta=x8 bf16"
-    assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 size=32 bf16")
+    assert row.loc["wide/x8+crops", "settings"].endswith("tta=x8+crops crops n=64 side=32 bf16")
     assert row.loc["slim/plain", "settings"] == "variant=hinet-1x steps=50 tta=plain bf16"
     assert row.loc["ensemble", "settings"].startswith("fitted weights wide=0.600 slim=0.400 (held-out +0.012 dB")
     # The equal-weight ensemble is scored beside the published one: same members, no runtime of its own.
@@ -421,7 +421,7 @@ def test_grid_pairs_each_experiments_crops_step_and_its_ensemble_against_the_bas
     assert by.loc[("crops16", "ensemble"), "gain_db"] == pytest.approx(-1.0)  # against master's ensemble
     assert by.loc[("master", "ensemble"), "gain_db"] == 0.0
     assert ("noladdercrops", "a") not in by.index and ("noladdercrops", "ensemble") in by.index
-    assert by.loc[("crops16", "a"), ["crops_n", "crops_size"]].tolist() == [16, 32]
+    assert by.loc[("crops16", "a"), ["crops_n", "crops_side"]].tolist() == [16, 32]
     assert by.loc[("master", "a"), "seconds_per_frame"] > 0
     assert ("e25b5e0", "outputs/eval/a/x8+crops.csv") not in reads
     plot_grid(steps, tmp_path / "grid.png")

@@ -19,7 +19,7 @@ from pipeline.predictions import PredictionFolder, Runtime
 
 NAMES = ["000_00000009", "000_00000019", "001_00000009"]
 TTA = TTAConfig(tile=32, overlap=8, batch=8, precision="fp32", ladder=("plain", "x8+crops"), submit="x8+crops",
-                crops=CropsConfig(n=3, size=16))  # fmt: skip
+                crops=CropsConfig(n=3, side=16))  # fmt: skip
 RUNTIME_KEYS = ("seconds_per_frame", "frames", "device", "precision", "tta")
 
 
@@ -184,7 +184,7 @@ if kill_at >= 0:
 torch.manual_seed(0)
 model = create_model("hinet-tiny").eval()
 tta = TTAConfig(tile=32, overlap=8, batch=8, precision="fp32", ladder=("x8",), submit="x8",
-                crops=CropsConfig(n=3, size=16))
+                crops=CropsConfig(n=3, side=16))
 predict(Restorer(model, tta), csv, {"x8": out}, progress=False, scratch=scratch)
 """
 

@@ -32,7 +32,7 @@ GRID_COLUMNS = [
     "experiment",
     "rev",
     "crops_n",
-    "crops_size",
+    "crops_side",
     "model",
     "step",
     "gain_db",
@@ -108,7 +108,7 @@ def grid_steps(
             "experiment": name,
             "rev": rev[:7],
             "crops_n": params.get("tta.crops.n"),
-            "crops_size": params.get("tta.crops.size"),
+            "crops_side": params.get("tta.crops.side", params.get("tta.crops.size")),  # size: before 2026-12-03
         }
         ladder = json.loads(params.get("tta.ladder") or json.dumps(list(TTAConfig().ladder)))
         for model in members if before in ladder and after in ladder else []:  # a mode it did not score: no step
@@ -149,7 +149,7 @@ def plot_grid(steps: pd.DataFrame, path: Path) -> None:
         )
         for _, r in d.iterrows():
             ax.annotate(
-                f"n={r['crops_n']} s={r['crops_size']}",
+                f"n={r['crops_n']} s={r['crops_side']}",
                 (r["seconds_per_frame"], r["gain_db"]),
                 textcoords="offset points",
                 xytext=(5, 3),

@@ -125,7 +125,7 @@ def _tta_settings(mode: str, row: ModeScores, crops: CropsConfig | None) -> str:
     if row.settings and row.settings != mode:
         parts.append(f"({row.settings})")
     if "crops" in mode and crops is not None and "n=" not in row.settings:
-        parts.append(f"crops n={crops.n} size={crops.size}")
+        parts.append(f"crops n={crops.n} side={crops.side}")
     if row.precision:
         parts.append(row.precision)
     return " ".join(parts)
