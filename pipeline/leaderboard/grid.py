@@ -131,7 +131,10 @@ def grid_steps(
                 | {"model": "ensemble", "step": "baseline ensemble -> ensemble", **g, "psnr_after": float(ens.mean())}
                 | {"seconds_per_frame": cost}
             )
-    return pd.DataFrame(rows, columns=GRID_COLUMNS)
+    steps = pd.DataFrame(rows, columns=GRID_COLUMNS)
+    # A commit listed again (`dvc exp show -n N` lists every baseline) with equal settings and scores: keep the first.
+    same = ["crops_n", "crops_side", "model", "step", "gain_db", "psnr_after"]
+    return steps[~steps.duplicated(subset=same)].reset_index(drop=True)
 
 
 def plot_grid(steps: pd.DataFrame, path: Path) -> None:
@@ -147,7 +150,7 @@ def plot_grid(steps: pd.DataFrame, path: Path) -> None:
         ax.errorbar(
             d["seconds_per_frame"], d["gain_db"], yerr=[lo, hi], fmt=markers[k % len(markers)], capsize=4, label=model
         )
-        for _, r in d.iterrows():
+        for _, r in d.iterrows() if k == 0 else ():  # one label per setting, on the first member's marker
             ax.annotate(
                 f"n={r['crops_n']} s={r['crops_side']}",
                 (r["seconds_per_frame"], r["gain_db"]),
