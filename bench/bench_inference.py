@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import time
 
 import torch
 from common import conv_case, header, interleaved, median, paired_ratio, psnr_db, spread, verdict
@@ -48,6 +49,13 @@ def main() -> None:
         "--cast-weights", action="store_true", help="also time the Restorer with tta.cast_weights (no per-call casts)"
     )
     ap.add_argument("--profile", type=int, default=0, metavar="ROWS", help="print a torch.profiler table")
+    ap.add_argument(
+        "--break-even",
+        nargs="*",
+        metavar="MODE",
+        help="with --compile: time one frame under these TTA modes (default: x8+crops, the default run's) with and "
+        "without tta.compile, first call (compilation) apart, and print after how many frames compiling pays",
+    )
     args = ap.parse_args()
 
     device = resolve_device(args.device)
@@ -137,6 +145,38 @@ def main() -> None:
         )
     if args.profile:
         _profile(fast, x_cl, dtype, args.profile)
+    if args.compile and args.break_even is not None:
+        _break_even(fast, tta, x, tuple(args.break_even) or ("x8+crops",), args.repeats, device)
+
+
+def _break_even(model: torch.nn.Module, tta: TTAConfig, x: torch.Tensor, modes: tuple, repeats: int, device) -> None:
+    """Frames of this size a process must restore under ``modes`` before tta.compile has paid for its compilations
+    (one per patch shape: tiles, transposed tiles, crops): (first-call excess) / (per-frame saving)."""
+    restorers = {"default": Restorer(model, tta), "compile": Restorer(model, dataclasses.replace(tta, compile=True))}
+    first = {}
+    for name, r in restorers.items():
+        t0 = time.perf_counter()
+        r.restore(x, modes)
+        first[name] = time.perf_counter() - t0
+    with torch.inference_mode():
+        times = interleaved(
+            {name: (lambda r=r: r.restore(x, modes)) for name, r in restorers.items()},
+            repeats=repeats,
+            warmup=1,
+            device=device,
+        )
+    steady = {name: median(ts) for name, ts in times.items()}
+    saving = steady["default"] - steady["compile"]
+    excess = (first["compile"] - steady["compile"]) - (first["default"] - steady["default"])
+    print(
+        f"  {'+'.join(modes)} per frame: default {steady['default']:.3f} s, compile {steady['compile']:.3f} s "
+        f"(x{steady['default'] / steady['compile']:.2f}); first frame {first['default']:.1f} s vs "
+        f"{first['compile']:.1f} s (compilation ~{excess:.0f} s)"
+    )
+    if saving > 0:
+        print(f"  tta.compile pays after ~{excess / saving:.0f} frames of this size in one process")
+    else:
+        print("  tta.compile does not pay at this size: no per-frame saving")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run a stage script under ``accelerate launch`` with the ``launch`` section of params.yaml.
 
-``python -m pipeline.launch stages/train.py --model wd_s1`` reads ``launch.processes`` and starts that many processes
+``python -m pipeline.launch stages.train --model wd_s1`` reads ``launch.processes`` and starts that many processes
 on this machine: one process on CPU or one GPU; N GPUs (``--multi_gpu``); or N gloo processes on a CPU-only machine
 (``--multi_gpu`` without CUDA, one thread each). The command is checked before anything starts: more processes than
 visible GPUs (or CPU cores) is an error naming the value and the fix (``check_params`` runs the same check first).
@@ -10,6 +10,8 @@ A failing script's exit is passed on without a launcher traceback of its own: wi
 ``--dry-run`` prints the command instead.
 Precision is not set here: the script takes it from the recipe (``models.<m>.mixed_precision``, ``tta.precision``).
 Multi-node runs are started by hand on every node (README, "Many nodes").
+The stage is a module (``stages.train``: each process runs ``python -m stages.train``, so it imports the ``pipeline``
+of the folder it runs in, which is what a queued ``dvc exp run`` needs) or a script path (``stages/train.py``).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def check_machine(launch: LaunchConfig, *, gpus: int | None = None, cores: int |
 def accelerate_command(
     launch: LaunchConfig, script_args: list[str], *, gpus: int | None = None, cores: int | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """The ``accelerate launch`` argv and extra environment for ``script_args`` under ``launch``."""
+    """The ``accelerate launch`` argv and extra environment for ``script_args`` under ``launch``: a module name
+    first (``stages.train``, run as ``python -m``) or a script path (``stages/train.py``), then its arguments."""
     gpus, cores = check_machine(launch, gpus=gpus, cores=cores)
     n = launch.processes
     cmd = [
@@ -84,7 +87,14 @@ def accelerate_command(
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(max(1, cores // n)))
     elif launch.gpu_ids != "all":
         cmd += ["--gpu_ids", launch.gpu_ids]
+    if script_args and _is_module(script_args[0]):
+        cmd += ["--module"]
     return cmd + list(script_args), env
+
+
+def _is_module(target: str) -> bool:
+    """``stages.train`` (a dotted module name), not ``stages/train.py`` (a script path)."""
+    return not target.endswith(".py") and all(part.isidentifier() for part in target.split("."))
 
 
 @reports_user_errors
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file whose `launch` section is used")
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
-    parser.add_argument("script", help="the stage script, e.g. stages/train.py")
+    parser.add_argument("script", help="the stage module (stages.train) or script path (stages/train.py)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     args = parser.parse_args(argv)
     launch = load_params(args.params).launch

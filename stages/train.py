@@ -1,6 +1,6 @@
 """DVC stage ``train@<model>``: train one ensemble member from ``params.yaml``'s ``models.<model>`` section.
 
-Runs as ``python stages/train.py --model NAME`` (one process) or under ``accelerate launch`` (many processes or nodes).
+Runs as ``python -m stages.train --model NAME`` (one process) or under ``accelerate launch`` (many processes or nodes).
 """
 
 import argparse

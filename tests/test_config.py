@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,7 +188,8 @@ def test_every_stage_depends_on_its_script_and_the_library_code_it_imports():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
         stage = stage.get("do", stage)
-        script = next(t for t in stage["cmd"].split() if t.endswith(".py"))
+        module = next(t for t in stage["cmd"].split() if t.startswith("stages."))
+        script = module.replace(".", "/") + ".py"
         deps = [d for d in stage["deps"] if "${" not in d]
         assert script in deps, f"{name}: its script {script} is not a dep"
         missing = [
@@ -195,6 +198,22 @@ def test_every_stage_depends_on_its_script_and_the_library_code_it_imports():
             if f.name != "__init__.py" and not _covered(f, deps)
         ]
         assert not missing, f"stage {name} imports {missing} but does not list them in deps"
+
+
+def test_every_stage_runs_as_a_module_of_the_folder_it_runs_in(tmp_path):
+    """Stage commands are ``python -m stages.<x>`` (or the launcher with a module), and ``python -m`` imports the
+    ``pipeline`` next to ``stages/`` before the editable install's: a queued experiment runs its own copy."""
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        cmd = stage.get("do", stage)["cmd"]
+        assert cmd.startswith(("python -m stages.", "python -m pipeline.launch stages.")), (name, cmd)
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "__init__.py").write_text("COPY = True\n")
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "probe.py").write_text("import pipeline\nprint(getattr(pipeline, 'COPY', False))\n")
+    out = subprocess.run([sys.executable, "-m", "stages.probe"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stderr
+    script = subprocess.run([sys.executable, "stages/probe.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert script.stdout.strip() != "True"  # the old form: the installed library (or none), never the copy
 
 
 def test_training_depends_on_training_code_and_data_only():
@@ -302,8 +321,8 @@ def test_the_base_is_scored_in_the_plain_mode_with_only_the_tta_keys_that_mode_r
     from pipeline.train import TrainOutputs
 
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert dvc["infer_base"]["cmd"].endswith("stages/infer.py --base")
-    assert dvc["evaluate_base"]["cmd"] == "python stages/evaluate.py --base"
+    assert dvc["infer_base"]["cmd"] == "python -m pipeline.launch stages.infer --base"
+    assert dvc["evaluate_base"]["cmd"] == "python -m stages.evaluate --base"
     assert BASE_MODE == "plain" and BASE == "base"
     # Crops, the ladder and the submit mode do not change a plain prediction: editing them never reruns the base.
     tta_keys = [

@@ -24,6 +24,16 @@ def test_one_process_on_cpu(monkeypatch):
     assert accelerate_command(LaunchConfig(), ["s.py"], gpus=0, cores=2)[1] == {"OMP_NUM_THREADS": "1"}  # yours wins
 
 
+def test_a_module_runs_as_python_dash_m():
+    """dvc.yaml's form: each process runs ``python -m stages.train``, importing the pipeline of the folder it runs in
+    (a queued experiment's copy), not the one the venv's editable install points at; a script path runs as a file."""
+    cmd, _ = accelerate_command(LaunchConfig(), ["stages.train", "--model", "m"], gpus=0, cores=2)
+    assert cmd[-4:] == ["--module", "stages.train", "--model", "m"]
+    cmd, _ = accelerate_command(LaunchConfig(processes=2), ["stages.infer", "--base"], gpus=0, cores=2)
+    assert cmd[-3:] == ["--module", "stages.infer", "--base"] and "--multi_gpu" in cmd
+    assert "--module" not in accelerate_command(LaunchConfig(), ["stages/train.py"], gpus=0, cores=2)[0]
+
+
 def test_two_gloo_processes_on_a_cpu_only_machine(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cmd, env = accelerate_command(LaunchConfig(processes=2), ["s.py"], gpus=0, cores=2)
