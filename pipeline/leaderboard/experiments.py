@@ -7,7 +7,7 @@ import json
 
 from pipeline.leaderboard.table import LeaderboardError
 
-__all__ = ["exp_records", "flatten"]
+__all__ = ["exp_params", "exp_records", "flatten"]
 
 
 def flatten(obj, prefix: str = "") -> dict:
@@ -39,3 +39,13 @@ def exp_records(exp_show) -> list[dict]:
             for rec in group.get("revs") or []:
                 out.append({"record": rec, "baseline": baseline, "kind": "experiment", "group": group.get("name")})
     return out
+
+
+def exp_params(record: dict) -> dict:
+    """An experiment record's parameters as dotted keys: ``params.yaml``'s bare (``tta.crops.n``), any other params
+    file's prefixed with its name (``other.yaml:key``)."""
+    params: dict = {}
+    for file, payload in (((record.get("data") or {}).get("params")) or {}).items():
+        flat = flatten((payload or {}).get("data") or {})
+        params.update(flat if file == "params.yaml" else {f"{file}:{k}": v for k, v in flat.items()})
+    return params

@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline.config import PathsConfig, TTAConfig
 from pipeline.figures import pyplot, save_figure
 from pipeline.layout import Layout
-from pipeline.leaderboard.experiments import exp_records, flatten
+from pipeline.leaderboard.experiments import exp_params, exp_records
 from pipeline.leaderboard.stats import paired_gain
 from pipeline.leaderboard.table import LeaderboardError
 
@@ -68,14 +68,6 @@ def dvc_reader(repo: str | Path = ".") -> Reader:
     return read
 
 
-def _params(record: dict) -> dict:
-    flat = {}
-    for file, payload in ((record.get("data") or {}).get("params") or {}).items():
-        if file == "params.yaml":
-            flat.update(flatten((payload or {}).get("data") or {}))
-    return flat
-
-
 def _cost(record: dict, model: str, mode: str) -> float:
     """``seconds_per_frame`` of ``model`` under ``mode`` from the experiment's eval metrics (NaN when absent)."""
     for path, payload in ((record.get("data") or {}).get("metrics") or {}).items():
@@ -97,11 +89,11 @@ def grid_steps(
     rows, baseline_ensemble = [], None
     for item in items:
         rec = item["record"]
-        params = _params(rec)
+        params = exp_params(rec)
         if not params:
             continue
         layout = Layout(PathsConfig(eval=str(params.get("paths.eval", PathsConfig.eval))))
-        members = json.loads(params.get("ensemble.members") or "[]")  # _flatten keeps lists as JSON text
+        members = json.loads(params.get("ensemble.members") or "[]")  # flatten keeps lists as JSON text
         rev = str(rec.get("rev"))
         name = (rec.get("name") or item.get("group") or rev[:7]) if item["kind"] == "experiment" else item["baseline"]
         common = {

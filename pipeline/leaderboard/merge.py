@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.cli import reports_user_errors
 from pipeline.fileio import atomic_path
-from pipeline.leaderboard.experiments import exp_records, flatten
+from pipeline.leaderboard.experiments import exp_params, exp_records
 from pipeline.leaderboard.grid import dvc_reader, grid_steps, plot_grid
 from pipeline.leaderboard.table import LeaderboardError
 from pipeline.records import task_label
@@ -74,10 +74,7 @@ def merge_experiments(exp_show_json: list | dict) -> pd.DataFrame:
     for item in exp_records(exp_show_json):
         rec = item["record"]
         data = rec.get("data") or {}
-        params = {}
-        for file, payload in (data.get("params") or {}).items():
-            flat = flatten((payload or {}).get("data") or {})
-            params.update(flat if file == "params.yaml" else {f"{file}:{k}": v for k, v in flat.items()})
+        params = exp_params(rec)
         rows = _metric_rows(data.get("metrics") or {})
         name = "workspace" if rec.get("rev") == "workspace" else rec.get("name") or item.get("group")
         name = name or str(rec.get("rev", ""))[:7]
