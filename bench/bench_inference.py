@@ -17,7 +17,7 @@ import time
 import torch
 from common import conv_case, header, interleaved, median, paired_ratio, psnr_db, spread, verdict
 
-from pipeline.config import TTAConfig
+from pipeline.config import TTAConfig, load_params
 from pipeline.device import autocast, resolve_device
 from pipeline.inference import Restorer
 from pipeline.models import count_macs, create_model
@@ -53,8 +53,8 @@ def main() -> None:
         "--break-even",
         nargs="*",
         metavar="MODE",
-        help="with --compile: time one frame under these TTA modes (default: x8+crops, the default run's) with and "
-        "without tta.compile, first call (compilation) apart, and print after how many frames compiling pays",
+        help="with --compile: time one frame under these TTA modes (default: x8+crops) with params.yaml's tta (crops, "
+        "batch) with and without tta.compile, first call (compilation) apart; print after how many frames it pays",
     )
     args = ap.parse_args()
 
@@ -146,7 +146,9 @@ def main() -> None:
     if args.profile:
         _profile(fast, x_cl, dtype, args.profile)
     if args.compile and args.break_even is not None:
-        _break_even(fast, tta, x, tuple(args.break_even) or ("x8+crops",), args.repeats, device)
+        # The default run's TTA (params.yaml: crops, batch), with this bench's one-tile plan.
+        run_tta = dataclasses.replace(load_params("params.yaml").tta, tile=tta.tile, overlap=tta.overlap)
+        _break_even(fast, run_tta, x, tuple(args.break_even) or ("x8+crops",), args.repeats, device)
 
 
 def _break_even(model: torch.nn.Module, tta: TTAConfig, x: torch.Tensor, modes: tuple, repeats: int, device) -> None:

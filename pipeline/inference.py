@@ -91,7 +91,9 @@ def _cast_conv_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 # Inductor options of ``tta.compile``. freezing: parameters are constants of the graph (valid because the Restorer
 # only runs under inference_mode and never changes the weights), which lets inductor cast and pre-pack them once and
-# fuse each convolution with its pointwise successors (oneDNN post-ops). Measured in bench/bench_inference.py.
+# fuse each convolution with its pointwise successors (oneDNN post-ops). Shapes stay torch.compile's default
+# (static first, dynamic after a recompilation): crops come in batches of varying size, and static shapes would
+# compile each size anew. Measured in bench/bench_inference.py.
 COMPILE_OPTIONS = {"freezing": True}
 
 
@@ -108,9 +110,9 @@ class Restorer:
     copy of the model whose convolution and linear weights are already in the autocast dtype, so autocast does not
     re-cast them on every forward (the caller's model is untouched; fp32 runs ignore it); ``tta.compile`` wraps the
     model in ``torch.compile`` with inductor's freezing (:data:`COMPILE_OPTIONS`): the weights become constants,
-    cast and pre-packed once, and each convolution runs fused with the activation or addition after it. One
-    compilation per patch shape (static shapes: plain tiles, their transposes and the crops are three), paid on the
-    first frame; it needs a C++ compiler on CPU.
+    cast and pre-packed once, and each convolution runs fused with the activation or addition after it. Compilations
+    (per patch shape; crop batches of another size add one with a dynamic batch) are paid on the first frames; it
+    needs a C++ compiler on CPU.
     """
 
     def __init__(self, model: nn.Module, tta: TTAConfig | None = None, *, device: str | torch.device | None = None):
@@ -122,7 +124,7 @@ class Restorer:
         if self.tta.cast_weights and self.dtype is not None:
             net = _cast_conv_weights(model, self.dtype)
         if self.tta.compile:
-            net = torch.compile(net, dynamic=False, options=COMPILE_OPTIONS)
+            net = torch.compile(net, options=COMPILE_OPTIONS)
         self.tiler = Tiler(
             net,
             tile=self.tta.tile,

@@ -419,8 +419,8 @@ def test_compile_routes_every_forward_through_the_compiled_model(monkeypatch):
     tta = TTAConfig(tile=32, overlap=8, precision="fp32", batch=4)
     eager = Restorer(model, tta).restore(x, ("plain", "x8"))
     compiled = Restorer(model, dataclasses.replace(tta, compile=True)).restore(x, ("plain", "x8"))
-    # Static shapes and inductor freezing (weights as pre-packed constants), asked for once per Restorer.
-    assert calls.pop(0) == {"dynamic": False, "options": {"freezing": True}}
+    # Inductor freezing (weights as pre-packed constants), asked for once per Restorer.
+    assert calls.pop(0) == {"options": {"freezing": True}}
     assert calls and sum(n for n, *_ in calls) == len(Restorer(model, tta).plan(40, 56, ("x8",))["tiles"]) * 8
     for mode in ("plain", "x8"):
         assert torch.equal(eager[mode], compiled[mode])
