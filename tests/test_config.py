@@ -388,7 +388,6 @@ def test_no_params_key_is_hidden_from_dvcs_run_cache():
     (``dict_sha256(..., exclude=[size, nfiles])``), so a param of that name never invalidates it: ``dvc exp run -S
     tta.crops.size=96`` restored the predictions of size 128. No params key may use those names, and a changed crop
     side must change the key DVC computes."""
-    import yaml
     from dvc.utils import dict_sha256
     from dvc_data.hashfile.meta import Meta
 
